@@ -1,0 +1,26 @@
+# Two entry points: `make run` (set up, then the default study) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: setup run test smoke lint clean-results
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
+
+test: setup
+	$(BIN)/python -m pytest
+
+smoke: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile tests/smoke/config.yaml --config results_dir=results/smoke --rerun-incomplete
+
+lint: setup
+	$(BIN)/snakemake --lint

@@ -1,0 +1,34 @@
+# archscale: how transformer architecture variants scale.
+# Thin on purpose: config + validation, the rule files, and the target.
+import sys
+
+sys.path.insert(0, workflow.basedir)
+
+from training.study import StudyError, load_study
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    STUDY = load_study(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", cache_dir=".snakemake/archscale")
+except StudyError as e:
+    sys.stderr.write(f"archscale: {e}\n")
+    sys.exit(1)
+
+config = STUDY["config"]
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/frontier.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/compare.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/report/report.pdf",
+    default_target: True

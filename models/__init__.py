@@ -1,0 +1,27 @@
+"""Model variants for archscale: one variant per file, a registry, size presets, and one
+place (`models.accounting`) that counts parameters and training FLOPs.
+
+Importing this package registers every variant module listed in `VARIANT_MODULES`.
+"""
+from models.registry import (  # noqa: F401
+    REGISTRY,
+    ModelContext,
+    Size,
+    Variant,
+    ConfigError,
+    get_variant,
+    register,
+    resolve_size,
+    variant_names,
+)
+
+# Adding a variant: write models/<name>.py that calls `register(Variant(...))`, then add
+# its module name here. Nothing else in the pipeline needs to change.
+VARIANT_MODULES = (
+    "gpt2",
+)
+
+import importlib as _importlib
+
+for _mod in VARIANT_MODULES:
+    _importlib.import_module(f"models.{_mod}")

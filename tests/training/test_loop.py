@@ -1,0 +1,129 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training import checkpoint
+from training.errors import InputError
+from training.loop import CURVE_COLUMNS, TrainConfig, run
+
+SMALL = dict(tokens=64 * 8 * 40, seq_len=64, batch_size=8, eval_points=6, eval_tokens=2048,
+             eval_batch_size=8, lr=3e-3, checkpoint_every=10)
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(tokens=128 * 8 * 1000, warmup_fraction=0.02, lr=1e-3, min_lr_ratio=0.1)
+    assert cfg.total_steps == 1000 and cfg.warmup_steps == 20
+    lrs = [cfg.lr_at(s) for s in range(1, 1001)]
+    assert lrs[0] == pytest.approx(1e-3 / 20)
+    assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 19
+    assert all(a >= b for a, b in zip(lrs[19:], lrs[20:]))
+    assert lrs[-1] == pytest.approx(1e-4)
+
+
+def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
+    steps = TrainConfig(tokens=128 * 8 * 976, eval_points=20).eval_steps()
+    assert steps[0] == 1 and steps[-1] == 976
+    assert 15 <= len(steps) <= 21
+    ratios = np.diff(np.log(steps[5:]))
+    assert ratios.std() < 0.1
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (dict(tokens=0), "training.tokens=0"),
+    (dict(tokens=100, batch_size=8, seq_len=128), "less than one batch"),
+    (dict(lr=-1.0), "must be positive"),
+])
+def test_bad_training_config(bad, msg):
+    with pytest.raises(InputError, match=msg):
+        TrainConfig(**bad)
+
+
+def test_training_run_writes_a_finite_falling_curve(small_data, tmp_path):
+    info = run("gpt2", "xs", {}, TrainConfig(**SMALL), small_data, tmp_path)
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert list(curve.columns) == CURVE_COLUMNS
+    assert np.isfinite(curve[["train_loss", "eval_loss", "flops", "flops_6n"]].to_numpy()).all()
+    assert curve["eval_loss"].iloc[-1] < curve["eval_loss"].iloc[0] - 0.5
+    assert curve["eval_loss"].iloc[-1] < math.log(512)
+    n = info["params_nonembedding"]
+    assert (curve["flops_6n"] == 6 * n * curve["tokens"]).all()
+    assert (curve["flops"] > curve["flops_6n"]).all()  # head and attention are charged on top
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["status"] == "ok" and saved["objective"] == "causal" and saved["device"].startswith("cpu")
+    assert saved["corpus_sha256"] and saved["torch"].startswith("2.13")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_nan_loss_marks_the_run_diverged_and_keeps_its_curve(small_data, tmp_path):
+    info = run("gpt2", "xs", {}, TrainConfig(**SMALL), small_data, tmp_path, fault_nan_step=25)
+    assert info["status"] == "diverged" and info["diverged_step"] == 25
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert curve["step"].max() < 25 and len(curve) >= 3
+
+
+def _cli(small_data, out, **extra):
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in {**SMALL, **extra}.items()]
+    return [sys.executable, "-m", "training", "--variant", "gpt2", "--size", "xs", "--data", str(small_data),
+            "--out", str(out), *sets]
+
+
+def test_sigkill_at_random_steps_then_resume_matches_an_uninterrupted_run(small_data, tmp_path, root):
+    """Kill the training process (SIGKILL) right after checkpoints at seeded random points;
+    the resumed run's curve equals the uninterrupted one exactly (CPU, same threads)."""
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(small_data, ref, checkpoint_every=5), check=True, cwd=root, capture_output=True)
+    rng = np.random.default_rng(7)
+    out = tmp_path / "killed"
+    kills = 0
+    for target in sorted(rng.choice(np.arange(1, 7), size=3, replace=False) * 5):
+        proc = subprocess.Popen(_cli(small_data, out, checkpoint_every=5), cwd=root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            steps = [int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("step-*.json")]
+            if steps and max(steps) >= target:
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.02)
+        proc.wait()
+        assert not (out / "curve.csv").exists()
+    assert kills >= 2
+    done = subprocess.run(_cli(small_data, out, checkpoint_every=5), cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["resumed"] is True
+    a = pd.read_csv(ref / "curve.csv").drop(columns="elapsed_s")
+    b = pd.read_csv(out / "curve.csv").drop(columns="elapsed_s")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_good_one(small_data, tmp_path, caplog):
+    import torch
+
+    from models.registry import ModelContext
+    from training.loop import make_optimizer
+    import models
+
+    ctx = ModelContext(vocab_size=512, seq_len=64)
+    model = models.get_variant("gpt2").build(models.resolve_size("gpt2", "xs"), ctx)
+    opt = make_optimizer(model, TrainConfig(**SMALL))
+    gen = torch.Generator().manual_seed(0)
+    for step in (10, 20):
+        checkpoint.save(tmp_path, step, checkpoint.collect_tensors(model, opt, gen), {"rows": [], "elapsed_s": 0, "acc": [0, 0]})
+    newest = tmp_path / "step-00000020.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[-10] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    tensors, state = checkpoint.load_latest(tmp_path)
+    assert state["step"] == 10
+    assert "corrupt" in caplog.text
+    (tmp_path / "step-00000010.json").write_text("{not json")
+    assert checkpoint.load_latest(tmp_path) is None

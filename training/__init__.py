@@ -1,0 +1,1 @@
+"""Corpus, tokenizer, data loading, the training loop and checkpoints (uses `models/`)."""

@@ -1,0 +1,49 @@
+"""Gather finished runs into the learning-curve table (the interface to `analysis/`).
+
+No torch here: this runs in the light analysis jobs. Columns of the table:
+variant, objective, size, seed, lr, run, status, params_total, params_nonembedding,
+step, tokens, flops, flops_6n, loss (= eval loss), eval_loss_se, train_loss, warmup_tokens.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from training.errors import InputError
+
+RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "status", "diverged_step", "steps_done",
+              "params_total", "params_nonembedding", "causal_leak", "device", "threads", "elapsed_s",
+              "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256")
+
+
+def read_run(run_dir) -> tuple[pd.DataFrame, dict]:
+    run_dir = Path(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        curve = pd.read_csv(run_dir / "curve.csv")
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read run {run_dir} ({e}); rerun it with `snakemake --forcerun train`") from None
+    return curve, info
+
+
+def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(learning-curve table, run table) for the given run folders."""
+    curves, runs = [], []
+    for run_dir in run_dirs:
+        curve, info = read_run(run_dir)
+        run_id = info.get("run_id") or f"{info['variant']}/{info['size']}/seed{info['seed']}_lr{info['lr']:g}"
+        curve = curve.rename(columns={"eval_loss": "loss"})
+        for key in ("variant", "objective", "size", "seed", "lr", "status"):
+            curve.insert(0, key, info[key]) if key not in curve else None
+        curve.insert(0, "run", run_id)
+        curves.append(curve)
+        final = curve["loss"].iloc[-1] if len(curve) else float("nan")
+        runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS}, "final_loss": final,
+                     "size_config": json.dumps(info.get("size_config", {}), sort_keys=True)})
+    table = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    front = ["variant", "objective", "size", "seed", "lr", "run", "status", "params_total", "params_nonembedding",
+             "step", "tokens", "flops", "flops_6n", "loss", "eval_loss_se", "train_loss", "warmup_tokens"]
+    table = table[[c for c in front if c in table] + [c for c in table if c not in front]]
+    return table, pd.DataFrame(runs)
