@@ -2,7 +2,8 @@
 
 No torch here: this runs in the light analysis jobs. Columns of the table:
 variant, objective, size, seed, lr, run, status, params_total, params_nonembedding,
-step, tokens, flops, flops_6n, loss (= eval loss), eval_loss_se, train_loss, warmup_tokens.
+step, tokens, flops, flops_6n, loss (= eval loss), eval_loss_se, train_loss, warmup_tokens,
+lr_at_step (the scheduled learning rate at that step), elapsed_s.
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
     for run_dir in run_dirs:
         curve, info = read_run(run_dir)
         run_id = info.get("run_id") or f"{info['variant']}/{info['size']}/seed{info['seed']}_lr{info['lr']:g}"
-        curve = curve.rename(columns={"eval_loss": "loss"})
+        # the curve's `lr` is the scheduled rate at that step; the table's `lr` is the run's peak
+        curve = curve.rename(columns={"eval_loss": "loss", "lr": "lr_at_step"})
         for key in ("variant", "objective", "size", "seed", "lr", "status"):
-            curve.insert(0, key, info[key]) if key not in curve else None
-        curve.insert(0, "run", run_id)
+            curve[key] = info[key]
+        curve["run"] = run_id
         curves.append(curve)
         final = curve["loss"].iloc[-1] if len(curve) else float("nan")
         runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS}, "final_loss": final,

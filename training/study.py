@@ -120,7 +120,8 @@ def load_study(config: dict, schema_path, cache_dir=None) -> dict:
     cache = Path(cache_dir) / f"study-{key.hexdigest()[:20]}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return json.loads(cache.read_text())
-    study = resolve(config)
+    # canonical key order, so params compare equal whether or not the cache was used
+    study = json.loads(json.dumps(resolve(config), sort_keys=True))
     if cache is not None:
         from training.atomic import write_json
 

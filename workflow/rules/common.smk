@@ -6,7 +6,10 @@ RESULTS = config["results_dir"]
 DATA = f"{RESULTS}/data"
 RUNS = {r["run_id"]: r for r in STUDY["runs"]}
 VARIANTS = list(STUDY["variants"])
-RUN_DIR = RESULTS + "/runs/{variant}/{size}/seed{seed}_lr{lr}"
+# the files a training job runs besides its model (the model's own files are in the study's source_hash)
+TRAIN_CODE = ("training/loop.py", "training/data.py", "training/device.py", "training/checkpoint.py",
+              "training/tokenizer.py", "training/atomic.py", "workflow/scripts/train.py")
+RUN_DIR = f"{RESULTS}/runs/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
 
 
 wildcard_constraints:
@@ -14,6 +17,7 @@ wildcard_constraints:
     size="[A-Za-z0-9_]+",
     seed="[0-9]+",
     lr="[0-9.e+-]+",
+    compute="flops|flops_6n",
 
 
 def source_hash(*paths):
@@ -54,7 +58,7 @@ def train_lr(wildcards):
 
 
 def train_source_hash(wildcards):
-    return run_of(wildcards)["source_hash"] + source_hash("training")
+    return f"{run_of(wildcards)['source_hash']}-{source_hash(*TRAIN_CODE)}"
 
 
 def train_mem_mb(wildcards, attempt):
@@ -73,9 +77,64 @@ def train_runtime(wildcards, attempt):
     return int(10 + 2 * run["train_flops"] / rate / 60 * attempt)
 
 
-def fit_variant_curves(wildcards):
-    return f"{RESULTS}/analysis/curves.csv"
-
-
 def analysis_params():
     return dict(config["analysis"])
+
+
+def fit_analysis_params(wildcards):
+    return {**config["analysis"], "compute": wildcards.compute}
+
+
+def fit_tables(compute):
+    """{table kind: [one file per variant]} of the fits made with `compute`."""
+    return {
+        kind: expand(f"{RESULTS}/analysis/fit/{{variant}}/{compute}/{kind}.csv", variant=VARIANTS)
+        for kind in ("fits", "bootstrap", "ln_fits")
+    }
+
+
+def figure_stems():
+    """Figures of the study: one learning-curve figure per variant, one frontier overlay per
+    objective, the exponent forest, the delta-alpha matrices (two or more variants), extrapolation."""
+    objectives = sorted({v["objective"] for v in STUDY["variants"].values()})
+    stems = [f"curves_{v}" for v in VARIANTS] + [f"frontiers_{o}" for o in objectives] + ["exponent_forest"]
+    if len(VARIANTS) > 1:
+        stems += ["delta_alpha_pure", "delta_alpha_eterm"]
+    return stems + ["extrapolation"]
+
+
+def figure_caption(stem):
+    return f"../report/{stem.split('_')[0]}.rst"
+
+
+def figure_outputs():
+    return {
+        stem: report(f"{RESULTS}/report/figures/{stem}.png", caption=figure_caption(stem), category="figures")
+        for stem in figure_stems()
+    }
+
+
+def alt_compute():
+    return "flops_6n" if config["analysis"]["compute"] == "flops" else "flops"
+
+
+def train_benchmarks(wildcards=None):
+    return [f"{RESULTS}/benchmarks/train/{r['variant']}/{r['size']}/seed{r['seed']}_lr{r['lr_label']}.tsv" for r in STUDY["runs"]]
+
+
+def primary_fit_tables(wildcards=None):
+    return fit_tables(config["analysis"]["compute"])
+
+
+def analysis_tables(wildcards=None):
+    return {
+        **primary_fit_tables(),
+        **{name: path for name, path in FRONTIER_TABLES.items()},
+        **{name: path for name, path in COMPARE_TABLES.items()},
+        "curves": f"{RESULTS}/analysis/curves.csv",
+    }
+
+
+ENV = "../../environment.yml"
+FRONTIER_TABLES = {name: f"{RESULTS}/analysis/frontier/{name}.csv" for name in ("frontier_points", "frontier_grid", "frontier_summary")}
+COMPARE_TABLES = {name: f"{RESULTS}/analysis/compare/{name}.csv" for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")}

@@ -9,6 +9,8 @@ rule corpus:
     params:
         corpus=config["corpus"],
         code=source_hash("training/corpus.py", "training/prepare.py"),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/corpus.log",
     script:
@@ -28,6 +30,8 @@ rule tokenizer:
     params:
         vocab_size=config["tokenizer"]["vocab_size"],
         code=source_hash("training/tokenizer.py", "training/prepare.py"),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/tokenizer.log",
     benchmark:

@@ -1,20 +1,23 @@
-# Power-law fits with cluster-bootstrap intervals, one job per variant.
+# Power-law fits with cluster-bootstrap intervals, one job per variant and compute column
+# (the configured column feeds the comparisons; the other one the compute-accounting section).
 
 
 rule fit:
     input:
         curves=rules.curves.output.curves,
     output:
-        fits=f"{RESULTS}/analysis/fit/{{variant}}/fits.csv",
-        bootstrap=f"{RESULTS}/analysis/fit/{{variant}}/bootstrap.csv",
-        ln_fits=f"{RESULTS}/analysis/fit/{{variant}}/ln_fits.csv",
+        fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/fits.csv",
+        bootstrap=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/bootstrap.csv",
+        ln_fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/ln_fits.csv",
     params:
-        analysis=analysis_params(),
+        analysis=fit_analysis_params,
         code=source_hash("analysis"),
     threads: 1
+    conda:
+        ENV
     log:
-        f"{RESULTS}/logs/fit/{{variant}}.log",
+        f"{RESULTS}/logs/fit/{{variant}}/{{compute}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fit/{{variant}}.tsv"
+        f"{RESULTS}/benchmarks/fit/{{variant}}/{{compute}}.tsv"
     script:
         "../scripts/fit.py"

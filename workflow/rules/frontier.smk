@@ -10,6 +10,8 @@ rule curves:
         runs=f"{RESULTS}/analysis/runs.csv",
     params:
         code=source_hash("training/collect.py"),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/curves.log",
     script:
@@ -20,12 +22,12 @@ rule frontier:
     input:
         curves=rules.curves.output.curves,
     output:
-        frontier_points=f"{RESULTS}/analysis/frontier/frontier_points.csv",
-        frontier_grid=f"{RESULTS}/analysis/frontier/frontier_grid.csv",
-        frontier_summary=f"{RESULTS}/analysis/frontier/frontier_summary.csv",
+        **FRONTIER_TABLES,
     params:
         analysis=analysis_params(),
         code=source_hash("analysis"),
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/frontier.log",
     script:

@@ -20,6 +20,8 @@ rule train:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
         gpu=config["training"]["gpus"],
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/train/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}.log",
     benchmark:

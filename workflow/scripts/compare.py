@@ -5,12 +5,12 @@ log = setup(snakemake)
 import pandas as pd  # noqa: E402
 
 import _analysis  # noqa: E402
-from analysis.io import read_table  # noqa: E402
+from analysis.io import read_tables  # noqa: E402, F401
 from analysis.stages import compare_stage  # noqa: E402
 
 opts = _analysis.options(snakemake)
 fit_tables = {
-    kind: pd.concat([read_table(p) for p in getattr(snakemake.input, kind)], ignore_index=True)
+    kind: pd.concat([pd.read_csv(p) for p in getattr(snakemake.input, kind)], ignore_index=True)
     for kind in ("fits", "bootstrap", "ln_fits")
 }
 tables = compare_stage(_analysis.curves(snakemake.input.curves), fit_tables, opts, _analysis.rng(opts))

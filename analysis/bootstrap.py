@@ -1,0 +1,70 @@
+"""Cluster bootstrap of frontier fits: resample whole runs, rebuild the frontier, refit.
+
+The envelope of a resample depends only on the *set* of runs drawn (a duplicate run cannot lower
+it), so each distinct set is fitted once and mapped back to its replicates; distinct sets are
+spread over joblib workers when ``n_jobs != 1``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from .fits import FitError, PowerLawFit, fit_form
+from .frontier import RunCurves, grid_frontier
+
+FORMS = ("pure", "eterm")
+
+
+def fit_frontier(rc: RunCurves, form: str, grid_points: int, delta: float, start=None) -> PowerLawFit:
+    logx, logy, _ = grid_frontier(rc, grid_points)
+    need = 3 if form == "pure" else 4
+    if logx.size < need:
+        raise FitError(f"frontier covers only {logx.size} grid point(s), the {form} fit needs {need}; "
+                       "runs need evaluation points spanning a compute range")
+    return fit_form(form, np.exp(logx), np.exp(logy), "C", delta, start)
+
+
+def _fit_sets(rc, sets, fits, grid_points, delta):
+    out = np.full((len(sets), len(fits), 3), np.nan)
+    for i, s in enumerate(sets):
+        sub = rc.subset(s)
+        logx, logy, _ = grid_frontier(sub, grid_points)
+        for j, (form, start) in enumerate(fits):
+            try:
+                f = fit_form(form, np.exp(logx), np.exp(logy), "C", delta, start)
+            except FitError:
+                continue
+            out[i, j] = (f.alpha, f.x_c, f.E)
+    return out
+
+
+def resample_runs(n_runs: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_runs) run indices drawn with replacement."""
+    return rng.integers(0, n_runs, size=(n_boot, n_runs))
+
+
+def bootstrap_frontier(rc: RunCurves, point_fits: dict, n_boot: int, rng: np.random.Generator,
+                       grid_points: int = 40, delta: float = 1e-3, n_jobs: int = 1, draws_idx=None) -> dict:
+    """Attach bootstrap draws to each fitted form in ``point_fits`` ({form: PowerLawFit or None})."""
+    forms = [f for f in FORMS if point_fits.get(f) is not None]
+    if n_boot == 0 or not forms:
+        return dict(point_fits)
+    idx = resample_runs(len(rc), n_boot, rng) if draws_idx is None else draws_idx
+    keys = [tuple(sorted(set(row.tolist()))) for row in idx]
+    uniq = sorted(set(keys))
+    where = {k: i for i, k in enumerate(uniq)}
+    todo = [(f, point_fits[f]) for f in forms]
+    if n_jobs == 1 or len(uniq) < 64:
+        res = _fit_sets(rc, uniq, todo, grid_points, delta)
+    else:
+        chunks = np.array_split(np.arange(len(uniq)), 4 * (n_jobs if n_jobs > 0 else 4))
+        parts = Parallel(n_jobs=n_jobs)(delayed(_fit_sets)(rc, [uniq[i] for i in c], todo, grid_points, delta)
+                                        for c in chunks if len(c))
+        res = np.concatenate(parts)
+    rows = np.array([where[k] for k in keys])
+    out = dict(point_fits)
+    for j, f in enumerate(forms):
+        out[f] = replace(point_fits[f], draws=res[rows, j, :])
+    return out

@@ -1,0 +1,302 @@
+"""Scaling-law fits: pure and E-term power laws in one variable, and Chinchilla Approach 3.
+
+All fits are on log-loss.  Pure power law L = (x_c/x)^alpha: statsmodels OLS of log L on log x.
+E-term L = E + (x_c/x)^alpha and L(N, D) = E + A/N^alpha + B/D^beta: Huber loss (delta on the
+log-loss residual, summed over points) minimised with scipy.optimize.least_squares(loss="huber"),
+started from a variable-projection scan (for fixed exponents the model is linear in E, A, B).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy.optimize import least_squares, nnls
+from scipy.special import huber, logsumexp
+
+ALPHA_MAX = 10.0
+
+
+def huber_sum(resid, delta: float) -> float:
+    return float(np.sum(huber(delta, np.asarray(resid))))
+
+
+def _gof(resid, logy, delta):
+    ss_res = float(np.sum(resid ** 2))
+    ss_tot = float(np.sum((logy - logy.mean()) ** 2))
+    return dict(rmse_log=float(np.sqrt(ss_res / resid.size)),
+                r2_log=float(1 - ss_res / ss_tot) if ss_tot > 0 else np.nan,
+                huber=huber_sum(resid, delta))
+
+
+def _interval(draws: np.ndarray | None, names, level_alpha: float) -> pd.DataFrame:
+    lo, hi = np.full(len(names), np.nan), np.full(len(names), np.nan)
+    if draws is not None and draws.size:
+        good = draws[np.all(np.isfinite(draws), axis=1)]
+        if len(good):
+            lo, hi = np.percentile(good, [50 * level_alpha, 100 - 50 * level_alpha], axis=0)
+    return pd.DataFrame({"lower": lo, "upper": hi}, index=pd.Index(list(names), name="param"))
+
+
+class _FitMixin:
+    """Shared conf_int / summary / n_failed for fit dataclasses with a ``draws`` array."""
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Bootstrap percentile interval, 1 - alpha level (NaN without bootstrap draws)."""
+        return _interval(self.draws, self.params(), alpha)
+
+    @property
+    def n_boot(self) -> int:
+        return 0 if self.draws is None else int(len(self.draws))
+
+    @property
+    def n_failed(self) -> int:
+        return 0 if self.draws is None else int((~np.all(np.isfinite(self.draws), axis=1)).sum())
+
+    def summary(self, alpha: float = 0.05) -> pd.DataFrame:
+        ci = self.conf_int(alpha)
+        est = pd.Series(self.params(), name="estimate")
+        out = pd.concat([est, ci], axis=1).reset_index().rename(columns={"index": "param"})
+        gof = pd.DataFrame({"param": ["rmse_log", "r2_log", "huber", "n_points", "n_boot", "n_failed"],
+                            "estimate": [self.rmse_log, self.r2_log, self.huber, self.n_points,
+                                         self.n_boot, self.n_failed]})
+        return pd.concat([out, gof], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class PowerLawFit(_FitMixin):
+    """L(x) = E + (x_c / x)^alpha (E = 0 for the pure form)."""
+    form: str  # "pure" | "eterm"
+    x_name: str  # "C" or "N": names the scale parameter C_c / N_c
+    alpha: float
+    x_c: float
+    E: float
+    n_points: int
+    rmse_log: float
+    r2_log: float
+    huber: float
+    x_range: tuple = (np.nan, np.nan)
+    draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # (B, 3): alpha, x_c, E
+
+    def params(self) -> dict:
+        return {"alpha": self.alpha, f"{self.x_name}_c": self.x_c, "E": self.E}
+
+    def predict(self, x):
+        return self.E + (self.x_c / np.asarray(x, float)) ** self.alpha
+
+    def predict_draws(self, x) -> np.ndarray:
+        """(B, len(x)) predictions from the bootstrap draws (NaN rows for failed resamples)."""
+        a, xc, e = (self.draws[:, i:i + 1] for i in range(3))
+        return e + (xc / np.atleast_1d(np.asarray(x, float))[None, :]) ** a
+
+
+@dataclass(frozen=True)
+class Approach3Fit(_FitMixin):
+    """Chinchilla Approach 3: L(N, D) = E + A / N^alpha + B / D^beta."""
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    n_points: int
+    rmse_log: float
+    r2_log: float
+    huber: float
+    draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # (B, 7) as params()
+
+    @staticmethod
+    def allocation(E, A, B, alpha, beta):
+        """N_opt(C) = G (C/6)^a with a = beta/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta))."""
+        a = beta / (alpha + beta)
+        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+        return a, G
+
+    def params(self) -> dict:
+        a, G = self.allocation(self.E, self.A, self.B, self.alpha, self.beta)
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta, "a": a, "G": G}
+
+    def predict(self, N, D):
+        return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
+
+    def n_opt(self, C):
+        a, G = self.allocation(self.E, self.A, self.B, self.alpha, self.beta)
+        return G * (np.asarray(C, float) / 6.0) ** a
+
+
+class FitError(ValueError):
+    """A fit could not be made; the message says why (recorded in the fit table's note)."""
+
+
+def _check_xy(x, loss, need: int):
+    x, loss = np.asarray(x, float), np.asarray(loss, float)
+    ok = np.isfinite(x) & np.isfinite(loss) & (x > 0) & (loss > 0)
+    x, loss = x[ok], loss[ok]
+    if x.size < need or np.unique(x).size < 2:
+        raise FitError(f"needs at least {need} points at 2+ distinct x, got {x.size}")
+    return x, loss
+
+
+# ---------------------------------------------------------------- pure power law (OLS)
+def fit_pure(x, loss, x_name: str = "C", delta: float = 1e-3) -> PowerLawFit:
+    x, loss = _check_xy(x, loss, 3)
+    lx, ly = np.log(x), np.log(loss)
+    res = sm.OLS(ly, sm.add_constant(lx)).fit()
+    b0, b1 = res.params
+    alpha = -b1
+    if not alpha > 0:
+        raise FitError(f"loss does not decrease with {x_name} (fitted alpha = {alpha:.3g})")
+    return PowerLawFit("pure", x_name, float(alpha), float(np.exp(b0 / alpha)), 0.0, int(x.size),
+                       **_gof(res.fittedvalues - ly, ly, delta), x_range=(float(x.min()), float(x.max())))
+
+
+# ---------------------------------------------------------------- E-term power law (Huber)
+def _eterm_residuals(theta, u, ly):
+    E, b, alpha = theta
+    with np.errstate(over="ignore", divide="ignore"):
+        return np.log(E + np.exp(np.minimum(b - alpha * u, 700.0))) - ly
+
+
+def _eterm_jac(theta, u, ly):
+    E, b, alpha = theta
+    p = np.exp(np.minimum(b - alpha * u, 700.0))
+    s = E + p
+    return np.column_stack([1.0 / s, p / s, -u * p / s])
+
+
+def _eterm_starts(u, loss, k=3):
+    """Variable projection scan: for fixed E, log(L - E) is linear in u."""
+    starts = []
+    for frac in (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98):
+        E = frac * loss.min()
+        slope, b = np.polyfit(u, np.log(loss - E), 1)
+        if -slope > 0:
+            r = np.log(E + np.exp(b + slope * u)) - np.log(loss)
+            starts.append((float(np.sum(r ** 2)), (E, b, min(-slope, ALPHA_MAX))))
+    return [s for _, s in sorted(starts, key=lambda t: t[0])[:k]]
+
+
+def fit_eterm(x, loss, x_name: str = "C", delta: float = 1e-3, start: PowerLawFit | None = None) -> PowerLawFit:
+    """L = E + (x_c/x)^alpha by Huber loss on log-loss residuals; several starts, best kept.
+
+    Starts come from a variable-projection scan over E.  With ``start`` (the full-data fit, for
+    bootstrap resamples) that warm start is polished first, and the best scan start only if it is
+    already better than the polished warm start.
+    """
+    x, loss = _check_xy(x, loss, 4)
+    lx, ly = np.log(x), np.log(loss)
+    u0 = float(lx.mean())
+    u = lx - u0
+    lower, upper = [0.0, -np.inf, 1e-6], [np.inf, np.inf, ALPHA_MAX]
+
+    def polish(s):
+        s = np.clip(np.asarray(s, float), lower, upper)
+        return least_squares(_eterm_residuals, s, jac=_eterm_jac, args=(u, ly), loss="huber", f_scale=delta,
+                             bounds=(lower, upper), x_scale="jac", method="trf", max_nfev=200)
+
+    scan = _eterm_starts(u, loss, k=1 if start is not None else 3)
+    runs = []
+    if start is not None and np.isfinite(start.alpha):
+        runs.append(polish((min(start.E, 0.99 * loss.min()), start.alpha * (np.log(start.x_c) - u0), start.alpha)))
+        scan = [s for s in scan if huber_sum(_eterm_residuals(s, u, ly), delta) < runs[0].cost]
+    runs += [polish(s) for s in scan]
+    if not runs:
+        raise FitError(f"loss does not decrease with {x_name}")
+    best = min(runs, key=lambda r: r.cost)
+    E, b, alpha = best.x
+    if not np.all(np.isfinite(best.x)) or alpha >= ALPHA_MAX * 0.999:
+        raise FitError(f"E-term fit did not converge (alpha -> {alpha:.3g})")
+    resid = _eterm_residuals(best.x, u, ly)
+    return PowerLawFit("eterm", x_name, float(alpha), float(np.exp(u0 + b / alpha)), float(E), int(x.size),
+                       **_gof(resid, ly, delta), x_range=(float(x.min()), float(x.max())))
+
+
+def fit_form(form: str, x, loss, x_name="C", delta=1e-3, start=None) -> PowerLawFit:
+    return fit_pure(x, loss, x_name, delta) if form == "pure" else fit_eterm(x, loss, x_name, delta, start)
+
+
+# ---------------------------------------------------------------- Chinchilla Approach 3
+def _a3_residuals(theta, lN, lD, ly):
+    e, a, b, alpha, beta = theta
+    terms = np.stack([a - alpha * lN, b - beta * lD, np.full_like(lN, e)])
+    return logsumexp(terms, axis=0) - ly
+
+
+def _a3_jac(theta, lN, lD, ly):
+    e, a, b, alpha, beta = theta
+    terms = np.stack([a - alpha * lN, b - beta * lD, np.full_like(lN, e)])
+    w = np.exp(terms - logsumexp(terms, axis=0))
+    return np.column_stack([w[2], w[0], w[1], -lN * w[0], -lD * w[1]])
+
+
+def _a3_starts(N, D, L, delta, k=4, grid=np.linspace(0.05, 1.5, 30)):
+    """Variable projection: for fixed (alpha, beta) fit E, A, B >= 0 by NNLS on relative residuals."""
+    inv = 1.0 / L
+    ly = np.log(L)
+    cands = []
+    for al in grid:
+        nterm = N ** -al
+        for be in grid:
+            X = np.column_stack([inv, nterm * inv, D ** -be * inv])
+            scale = X.max(axis=0)
+            coef, _ = nnls(X / scale, np.ones_like(L))
+            coef = np.maximum(coef / scale, 1e-12)
+            r = np.log(coef[0] + coef[1] * nterm + coef[2] * D ** -be) - ly
+            cands.append((huber_sum(r, delta), (np.log(coef[0]), np.log(coef[1]), np.log(coef[2]), al, be)))
+    cands.sort(key=lambda t: t[0])
+    picked = []
+    for _, th in cands:  # distinct exponent pairs only
+        if all(abs(th[3] - p[3]) + abs(th[4] - p[4]) > 0.15 for p in picked):
+            picked.append(th)
+        if len(picked) == k:
+            break
+    return picked
+
+
+def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = None, n_starts: int = 4,
+                  tol: float = 1e-12) -> Approach3Fit:
+    """Chinchilla Approach 3 by Huber loss (delta on log-loss residuals, summed over points)."""
+    N, D, L = (np.asarray(v, float) for v in (N, D, loss))
+    ok = np.isfinite(N) & np.isfinite(D) & np.isfinite(L) & (N > 0) & (D > 0) & (L > 0)
+    N, D, L = N[ok], D[ok], L[ok]
+    if L.size < 6 or np.unique(N).size < 2 or np.unique(D).size < 2:
+        raise FitError(f"Approach 3 needs >= 6 points with 2+ distinct N and D, got {L.size}")
+    lN, lD, ly = np.log(N), np.log(D), np.log(L)
+    def polish(starts):
+        best = None
+        for s in starts:
+            r = least_squares(_a3_residuals, np.asarray(s, float), jac=_a3_jac, args=(lN, lD, ly), loss="huber",
+                              f_scale=delta, x_scale="jac", method="trf", ftol=tol, xtol=tol, gtol=tol,
+                              max_nfev=2000)
+            if best is None or r.cost < best.cost:
+                best = r
+        good = best is not None and np.all(np.isfinite(best.x)) and best.x[3] > 0 and best.x[4] > 0
+        return best if good else None
+
+    # warm start (bootstrap resamples) first; the variable-projection scan when there is none or it fails
+    best = polish([(np.log(start.E), np.log(start.A), np.log(start.B), start.alpha, start.beta)]) if start else None
+    if best is None:
+        best = polish(_a3_starts(N, D, L, delta, k=n_starts))
+    if best is None:
+        raise FitError("Approach 3 fit did not converge to positive exponents")
+    e, a, b, alpha, beta = best.x
+    resid = _a3_residuals(best.x, lN, lD, ly)
+    return Approach3Fit(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta),
+                        int(L.size), **_gof(resid, ly, delta))
+
+
+def bootstrap_approach3(fit: Approach3Fit, N, D, loss, clusters, n_boot: int, rng: np.random.Generator,
+                        delta: float = 1e-3) -> Approach3Fit:
+    """Resample clusters (e.g. runs; a point per cluster for Chinchilla) with replacement, refit."""
+    N, D, L, clusters = (np.asarray(v) for v in (N, D, loss, clusters))
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    members = [np.flatnonzero(inverse == i) for i in range(ids.size)]
+    draws = np.full((n_boot, 7), np.nan)
+    for k, pick in enumerate(rng.integers(0, ids.size, size=(n_boot, ids.size))):
+        rows = np.concatenate([members[i] for i in pick])
+        try:
+            f = fit_approach3(N[rows], D[rows], L[rows], delta, start=fit, tol=1e-10)
+        except FitError:
+            continue
+        draws[k] = list(f.params().values())
+    return replace(fit, draws=draws)

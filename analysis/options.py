@@ -1,0 +1,50 @@
+"""Analysis options shared by the Snakemake workflow and ``python -m analysis``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMPUTE_COLUMNS = ("flops", "flops_6n")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    compute: str = "flops"  # compute column used for L(C): "flops" or "flops_6n"
+    drop_fraction: float = 0.0  # drop a run's points with tokens < drop_fraction * its final tokens
+    drop_warmup: bool = True  # also drop points with tokens < warmup_tokens (if that column exists)
+    grid_points: int = 40  # log-spaced compute grid per variant (frontier interpolation and fits)
+    n_boot: int = 1000  # cluster-bootstrap resamples (whole runs)
+    huber_delta: float = 1e-3  # Huber delta on log-loss residuals (E-term and Approach-3 fits)
+    ci_level: float = 0.95  # percentile interval level
+    significance: float = 0.05  # Holm-adjusted level for "steeper"
+    # Tier noise floor (nats) when a variant has neither seed replicates nor eval_loss_se:
+    # 0.01 nats is ~2x the seed-to-seed SD of final eval loss typically seen for small LMs.
+    noise_floor_default: float = 0.01
+    seed: int = 0  # seed for numpy.random.default_rng in the CLI / workflow
+    n_jobs: int = 1  # joblib workers for bootstrap fits
+
+    def __post_init__(self):
+        def bad(name, rule):
+            raise ValueError(f"AnalysisOptions.{name}={getattr(self, name)!r} is invalid; {rule}")
+
+        if self.compute not in COMPUTE_COLUMNS:
+            bad("compute", f"use one of {', '.join(COMPUTE_COLUMNS)}")
+        if not 0.0 <= self.drop_fraction < 1.0:
+            bad("drop_fraction", "use a fraction in [0, 1)")
+        if not isinstance(self.drop_warmup, bool):
+            bad("drop_warmup", "use True or False")
+        if not (isinstance(self.grid_points, int) and self.grid_points >= 5):
+            bad("grid_points", "use an integer >= 5")
+        if not (isinstance(self.n_boot, int) and self.n_boot >= 0):
+            bad("n_boot", "use an integer >= 0 (0 disables the bootstrap)")
+        if not self.huber_delta > 0:
+            bad("huber_delta", "use a positive number such as 1e-3")
+        if not 0.5 <= self.ci_level < 1.0:
+            bad("ci_level", "use a level in [0.5, 1), e.g. 0.95")
+        if not 0.0 < self.significance < 1.0:
+            bad("significance", "use a level in (0, 1), e.g. 0.05")
+        if not self.noise_floor_default >= 0:
+            bad("noise_floor_default", "use a non-negative loss difference in nats")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            bad("seed", "use a non-negative integer")
+        if not (isinstance(self.n_jobs, int) and self.n_jobs != 0):
+            bad("n_jobs", "use a positive integer or -1 for all cores")

@@ -1,0 +1,364 @@
+"""The PDF report: formats analysis outputs (tables and saved figures); never refits.
+
+`build_report(inputs) -> bytes` lays out, in order: summary, one page per variant, the
+comparison (frontiers, exponent forest, delta-alpha matrix, crossovers and multipliers),
+compute accounting, extrapolation check, methods, caveats, appendix. Text that states a
+number comes from the tables; text that states a method comes from the resolved config and
+the analysis code's own constants, so the report cannot drift from what was computed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+
+from .compare import NOT_DISTINGUISHABLE
+from .options import AnalysisOptions
+
+SECTIONS = ("Summary", "Variants", "Comparison", "Compute accounting", "Extrapolation check",
+            "Methods", "Caveats", "Appendix")
+PUBLISHED_SCALE = "Kaplan et al. (2020) fitted L(C) over 10^-8..10^1 PF-days with models of 10^3..10^9 parameters"
+
+
+@dataclass
+class ReportInputs:
+    config: dict                      # resolved study config
+    curves: pd.DataFrame              # learning-curve table
+    runs: pd.DataFrame                # one row per run (run.json fields)
+    tables: dict                      # analysis tables by name (fits, pairs, ... for the configured compute)
+    alt_fits: pd.DataFrame | None     # fits with the other compute column
+    figures: dict                     # figure stem -> PNG path
+    environment: dict = field(default_factory=dict)  # versions, commit, date, hardware
+    job_runtimes: pd.DataFrame | None = None          # rule, job, seconds
+
+
+def fmt(x, digits=3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, (int, np.integer)):
+        return f"{x:,}"
+    x = float(x)
+    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}" if abs(x) >= 1 else f"{x:.{digits}f}"
+
+
+def ci(row, name, digits=3) -> str:
+    lo, hi = row.get(f"{name}_lo"), row.get(f"{name}_hi")
+    return f"{fmt(row.get(name), digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+class _PDF(FPDF):
+    def __init__(self, title):
+        super().__init__(format="A4")
+        self.title_text = title
+        font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        self.add_font("dejavu", "", str(font_dir / "DejaVuSans.ttf"))
+        self.add_font("dejavu", "B", str(font_dir / "DejaVuSans-Bold.ttf"))
+        self.add_font("dejavu", "I", str(font_dir / "DejaVuSans-Oblique.ttf"))
+        self.set_auto_page_break(True, margin=15)
+        self.set_margins(15, 15, 15)
+
+    def footer(self):
+        self.set_y(-10)
+        self.set_font("dejavu", "", 7)
+        self.set_text_color(120)
+        self.cell(0, 5, f"{self.title_text} - page {self.page_no()}", align="C")
+        self.set_text_color(0)
+
+    def h1(self, text):
+        self.set_font("dejavu", "B", 15)
+        self.multi_cell(0, 8, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(1)
+
+    def h2(self, text):
+        self.set_font("dejavu", "B", 11.5)
+        self.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(0.5)
+
+    def para(self, text, size=9.5, style=""):
+        self.set_font("dejavu", style, size)
+        self.multi_cell(0, 4.6, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(1.5)
+
+    def bullets(self, items, size=9.5):
+        self.set_font("dejavu", "", size)
+        for item in items:
+            self.multi_cell(0, 4.6, f"\u2022 {item}", new_x="LMARGIN", new_y="NEXT")
+        self.ln(1.5)
+
+    def table(self, df: pd.DataFrame, size=7.5, widths=None):
+        if df is None or df.empty:
+            self.para("(no rows)", size=size, style="I")
+            return
+        self.set_font("dejavu", "", size)
+        with super().table(col_widths=widths, text_align="LEFT", line_height=size * 0.5,
+                           headings_style=FontFace(emphasis="BOLD", fill_color=(230, 230, 235)),
+                           padding=0.6) as t:
+            row = t.row()
+            for c in df.columns:
+                row.cell(str(c))
+            for rec in df.itertuples(index=False):
+                row = t.row()
+                for v in rec:
+                    row.cell(v if isinstance(v, str) else fmt(v))
+        self.ln(2)
+
+    def figure(self, path, width=170):
+        if path and Path(path).is_file():
+            if self.get_y() + width * 0.62 > self.h - 20:
+                self.add_page()
+            self.image(str(path), w=width, x=(self.w - width) / 2)
+            self.ln(2)
+
+
+# -- section content ------------------------------------------------------------------------------
+
+def _fits(inp, form=None):
+    fits = inp.tables.get("fits", pd.DataFrame())
+    return fits if form is None else fits[fits["form"] == form]
+
+
+def ranking(fits: pd.DataFrame, form: str) -> pd.DataFrame:
+    f = fits[(fits["form"] == form) & (fits["status"] == "ok")].sort_values("alpha", ascending=False)
+    return pd.DataFrame({
+        "rank": range(1, len(f) + 1), "variant": f["variant"], "objective": f["objective"],
+        "alpha [95% CI]": [ci(r, "alpha") for r in f.to_dict("records")],
+        "runs": f["n_runs"].astype(int), "RMSE (log)": f["rmse_log"],
+    })
+
+
+def verdict_sentences(pairs: pd.DataFrame, form: str) -> list[str]:
+    out = []
+    for r in pairs[pairs["form"] == form].to_dict("records"):
+        flag = " (different objectives: exponents only)" if r.get("cross_objective") else ""
+        delta = f"delta {fmt(r['delta_alpha'])}, 95% CI {fmt(r['delta_lo'])} to {fmt(r['delta_hi'])}, Holm p = {fmt(r['p_holm'], 2)}"
+        if r["verdict"] == NOT_DISTINGUISHABLE or not isinstance(r.get("steeper_variant"), str):
+            out.append(f"{r['variant_a']} vs {r['variant_b']}: not distinguishable at this scale ({delta}){flag}.")
+        else:
+            other = r["variant_b"] if r["steeper_variant"] == r["variant_a"] else r["variant_a"]
+            out.append(f"{r['steeper_variant']}'s exponent is steeper than {other}'s: {delta}{flag}.")
+    return out
+
+
+def tier_sentences(tiers: pd.DataFrame) -> list[str]:
+    out = []
+    for v, g in tiers.groupby("variant", sort=True):
+        groups = g.groupby("tier", sort=True)["size"].apply(list)
+        multi = [sizes for sizes in groups if len(sizes) > 1]
+        floor = g["floor"].dropna().max() if g["floor"].notna().any() else float("nan")
+        src = g["floor_source"].dropna().iloc[0] if g["floor_source"].notna().any() else "-"
+        if multi:
+            out.append(f"{v}: tiers {' | '.join(', '.join(s) for s in groups)} (noise floor {fmt(floor)} nats from {src}); "
+                       f"sizes in one tier are no better than the smallest of the tier.")
+        else:
+            out.append(f"{v}: no tiers - every larger size beats the next smaller by more than the noise floor "
+                       f"({fmt(floor)} nats, {src}).")
+    return out
+
+
+def crossover_sentences(cross: pd.DataFrame, form: str) -> list[str]:
+    out = []
+    for r in cross[cross["form"] == form].to_dict("records"):
+        pair = f"{r['variant_a']} vs {r['variant_b']} ({r['objective']})"
+        if isinstance(r.get("crossover_verdict"), str) and "no crossover" in r["crossover_verdict"]:
+            head = f"{pair}: no crossover within the observed range"
+        else:
+            head = f"{pair}: frontiers cross at C = {ci(r, 'crossover')} FLOPs"
+        mult = (f"; at C = {fmt(r['c_at'])} FLOPs {r['variant_b']} needs {ci(r, 'multiplier')} x the compute of "
+                f"{r['variant_a']} to reach its loss") if pd.notna(r.get("multiplier")) else ""
+        out.append(head + mult + ".")
+    return out
+
+
+def caveats(inp: ReportInputs) -> list[str]:
+    out = []
+    objectives = sorted(inp.curves["objective"].unique())
+    if len(objectives) > 1:
+        out.append(f"Objectives are not on one scale ({', '.join(objectives)}): loss levels, crossovers and "
+                   "compute multipliers are compared only within an objective; exponents across objectives are flagged.")
+    summ = inp.tables.get("frontier_summary", pd.DataFrame())
+    for r in summ.to_dict("records"):
+        if not r.get("bracketed", True):
+            out.append(f"{r['variant']}: frontier not bracketed - its largest size ({r['largest_size']}) still owns the "
+                       "highest compute, so the frontier may bend further; more sizes needed.")
+    for r in _fits(inp).to_dict("records"):
+        if r["status"] != "ok":
+            out.append(f"{r['variant']} ({r['form']} fit): {r['status']} - {r['note']}")
+        elif r["n_runs"] < 5 and r["form"] == "pure":
+            out.append(f"{r['variant']}: fits rest on {int(r['n_runs'])} runs; intervals from so few clusters are rough.")
+    div = inp.runs[inp.runs["status"] != "ok"]
+    for r in div.to_dict("records"):
+        out.append(f"{r['run']} diverged at step {r.get('diverged_step')} and is excluded from frontiers and fits.")
+    if "causal_leak" in inp.runs:
+        leaks = inp.runs[pd.to_numeric(inp.runs["causal_leak"], errors="coerce") > 0]
+        for v, g in leaks.groupby("variant"):
+            out.append(f"{v}: measured causal leak (max |logit change| at earlier positions when later tokens change) "
+                       f"{fmt(g['causal_leak'].astype(float).min())}-{fmt(g['causal_leak'].astype(float).max())}; "
+                       "its causal loss is slightly optimistic.")
+    nmax = inp.curves["params_nonembedding"].max()
+    cmax = inp.curves["flops"].max()
+    out.append(f"Tiny scale: at most {fmt(int(nmax))} non-embedding parameters and {fmt(cmax)} FLOPs per run. "
+               f"{PUBLISHED_SCALE}; exponents measured here need not hold there.")
+    return out
+
+
+def methods(inp: ReportInputs) -> list[str]:
+    cfg, t, a = inp.config, inp.config["training"], inp.config["analysis"]
+    opts = AnalysisOptions(**{k: v for k, v in a.items() if k in AnalysisOptions.__dataclass_fields__})
+    seeds = cfg["seeds"]
+    return [
+        f"Corpus: source '{cfg['corpus']['source']}', {cfg['corpus']['units_per_doc']} units per document, "
+        f"{cfg['corpus']['val_fraction']:.0%} of documents held out (split seed {cfg['corpus']['split_seed']}); "
+        f"byte-level BPE with {cfg['tokenizer']['vocab_size']} tokens trained on the training split.",
+        f"Training: every run {fmt(t['tokens'])} tokens, batch {t['batch_size']} x {t['seq_len']}, AdamW "
+        f"(betas {t['beta1']}/{t['beta2']}, weight decay {t['weight_decay']}), linear warmup over "
+        f"{t['warmup_fraction']:.0%} of steps then cosine decay to {t['min_lr_ratio']:.0%} of the peak, gradient clip "
+        f"{t['grad_clip']}; seeds {seeds}; evaluation on {fmt(t['eval_tokens'])} held-out tokens at "
+        f"{t['eval_points']} log-spaced steps plus the last.",
+        f"Frontier: lower envelope of the eval-loss curves over '{opts.compute}', interpolated log-log on "
+        f"{opts.grid_points} log-spaced compute points within each run's range (never extrapolated); points before "
+        f"warmup ends dropped: {opts.drop_warmup}; fraction of each run's tokens dropped: {opts.drop_fraction}.",
+        "Fits: pure L(C) = (C_c/C)^alpha by OLS on log-log (statsmodels); E-term L(C) = E + (C_c/C)^alpha by "
+        f"Huber loss (delta {opts.huber_delta}) on log-loss residuals; L(N) on final losses with total and with "
+        f"non-embedding N; Chinchilla Approach 3 L(N, D) = E + A/N^alpha + B/D^beta with Huber delta {opts.huber_delta}.",
+        f"Uncertainty: cluster bootstrap, {opts.n_boot} resamples of whole runs with replacement (the frontier is "
+        f"rebuilt from each resample and refitted), percentile {opts.ci_level:.0%} intervals; resamples that fail "
+        "to fit are counted and reported.",
+        f"Comparisons: every pair's delta-alpha with its bootstrap interval and two-sided bootstrap p-value, Holm-"
+        f"adjusted across pairs; 'steeper' only when the adjusted p < {opts.significance}, else "
+        f"'{NOT_DISTINGUISHABLE}'. Crossovers and compute multipliers only within one objective.",
+        "Tiers: a variant's runs in size order; a larger run joins the smaller one's tier when its best eval loss is "
+        "not lower by more than the noise floor (from seed replicates where present, else from the eval-loss standard "
+        f"error, else {opts.noise_floor_default} nats).",
+        "Extrapolation check: each variant is refitted without its largest size and predicts the largest run's "
+        "frontier loss at its compute, with a bootstrap prediction interval.",
+    ]
+
+
+# -- the document -----------------------------------------------------------------------------------
+
+def build_report(inp: ReportInputs) -> bytes:
+    cfg = inp.config
+    pdf = _PDF(cfg["report"]["title"])
+    form_main = "pure"
+    fits = _fits(inp)
+    env = inp.environment
+    variants = sorted(inp.curves["variant"].unique())
+
+    # 1 Summary
+    pdf.add_page()
+    pdf.h1(cfg["report"]["title"])
+    sizes = ", ".join(f"{v} ({', '.join(cfg['variants'][v]['sizes'])})" for v in variants if v in cfg["variants"])
+    total_flops = inp.curves.groupby("run")["flops"].max().sum()
+    pdf.para(
+        f"{cfg['study_name']}. Corpus '{cfg['corpus']['source']}' (sha256 {str(inp.runs['corpus_sha256'].iloc[0])[:12]}...), "
+        f"{cfg['tokenizer']['vocab_size']}-token byte-level BPE. Variants and sizes: {sizes}. Every run trained on "
+        f"{fmt(cfg['training']['tokens'])} tokens; {len(inp.runs)} runs, {fmt(total_flops)} accounted training FLOPs in all. "
+        f"Hardware: {env.get('device', '?')}. Built {env.get('date', '?')} with archscale {env.get('version', '?')} "
+        f"(commit {env.get('commit', '?')})."
+    )
+    pdf.h2("1 Summary")
+    pdf.para(f"Variants ranked by the exponent alpha of the pure power law L(C) = (C_c/C)^alpha on the frontier "
+             f"(compute '{cfg['analysis']['compute']}', 95% cluster-bootstrap intervals):", size=9)
+    pdf.table(ranking(fits, form_main))
+    pairs = inp.tables.get("pairs", pd.DataFrame())
+    pdf.para("Pairwise verdicts (pure fit):", style="B", size=9)
+    pdf.bullets(verdict_sentences(pairs, form_main) or ["Only one variant: no pairwise comparison."], size=8.5)
+    pdf.para("Tiers:", style="B", size=9)
+    pdf.bullets(tier_sentences(inp.tables.get("tiers", pd.DataFrame(columns=["variant"]))) or ["(none)"], size=8.5)
+    pdf.para("Crossovers:", style="B", size=9)
+    pdf.bullets(crossover_sentences(inp.tables.get("crossovers", pd.DataFrame(columns=["form"])), form_main)
+                or ["No pair of variants shares an objective: no crossovers to report."], size=8.5)
+
+    # 2 Variants
+    for i, v in enumerate(variants, 1):
+        pdf.add_page()
+        obj = inp.curves.loc[inp.curves["variant"] == v, "objective"].iloc[0]
+        pdf.h1(f"2.{i} Variant {v} (objective: {obj})")
+        pdf.figure(inp.figures.get(f"curves_{v}"), width=165)
+        r = inp.runs[inp.runs["variant"] == v].sort_values("params_nonembedding")
+        cols = {"run": "run", "size": "size", "params_total": "params", "params_nonembedding": "non-emb. params",
+                "final_loss": "final loss", "status": "status"}
+        if r["causal_leak"].notna().any():
+            cols["causal_leak"] = "leak probe"
+        pdf.table(r[list(cols)].rename(columns=cols))
+        f = fits[fits["variant"] == v]
+        pdf.table(pd.DataFrame({
+            "fit": f["form"], "status": f["status"], "alpha [95% CI]": [ci(x, "alpha") for x in f.to_dict("records")],
+            "C_c": f["C_c"], "E [95% CI]": [ci(x, "E") if x["form"] != "pure" else "-" for x in f.to_dict("records")],
+            "RMSE log": f["rmse_log"], "failed": f["n_failed"],
+        }))
+
+    # 3 Comparison
+    pdf.add_page()
+    pdf.h1("3 Comparison")
+    for stem in sorted(k for k in inp.figures if k.startswith("frontiers_")):
+        pdf.h2(f"All frontiers: objective {stem.split('_', 1)[1]}")
+        pdf.figure(inp.figures[stem], width=150)
+    pdf.h2("Exponent forest plot")
+    pdf.figure(inp.figures.get("exponent_forest"), width=150)
+    pdf.h2("Pairwise exponent differences")
+    for stem in sorted(k for k in inp.figures if k.startswith("delta_alpha_")):
+        pdf.figure(inp.figures[stem], width=120)
+    pdf.table(pairs[["form", "variant_a", "variant_b", "delta_alpha", "delta_lo", "delta_hi", "p_holm", "verdict"]]
+              if not pairs.empty else pairs)
+    pdf.h2("Crossovers and compute multipliers")
+    cross = inp.tables.get("crossovers", pd.DataFrame())
+    pdf.table(cross[["form", "objective", "variant_a", "variant_b", "crossover_verdict", "crossover_c", "c_at",
+                     "multiplier", "multiplier_lo", "multiplier_hi"]] if not cross.empty else cross)
+
+    # 4 Compute accounting
+    pdf.add_page()
+    pdf.h1("4 Compute accounting")
+    last = inp.curves.sort_values("tokens").groupby("run").tail(1)
+    acc = last.groupby("variant").agg(params_total=("params_total", "max"), params_nonemb=("params_nonembedding", "max"),
+                                      flops=("flops", "sum"), flops_6n=("flops_6n", "sum")).reset_index()
+    acc["flops / 6N"] = acc["flops"] / acc["flops_6n"]
+    pdf.para("Accounted FLOPs (projections, LM head, attention products over the real context) against the 6N "
+             "approximation, summed over each variant's runs; a ratio above 1 means 6N under-charges the variant.")
+    pdf.table(acc)
+    if inp.alt_fits is not None and not inp.alt_fits.empty:
+        alt_col = inp.alt_fits["compute"].iloc[0]
+        pdf.para(f"Ranking with the other compute column ('{alt_col}'):")
+        pdf.table(ranking(inp.alt_fits, form_main))
+    ln = inp.tables.get("ln_fits", pd.DataFrame())
+    if not ln.empty:
+        pdf.para("L(N) on final losses, with total and with non-embedding N:")
+        pdf.table(pd.DataFrame({"variant": ln["variant"], "N": ln["n_measure"], "status": ln["status"],
+                                "alpha_N [95% CI]": [ci(x, "alpha") for x in ln.to_dict("records")]}))
+
+    # 5 Extrapolation
+    pdf.add_page()
+    pdf.h1("5 Extrapolation check")
+    pdf.para("Each variant refitted without its largest size predicts the largest run's frontier loss at that run's "
+             "compute: would the fit have predicted the big run?")
+    pdf.figure(inp.figures.get("extrapolation"), width=130)
+    ex = inp.tables.get("extrapolation", pd.DataFrame())
+    pdf.table(ex[["variant", "form", "status", "held_out_size", "actual_loss", "predicted_loss", "pi_lo", "pi_hi",
+                  "rel_error", "inside"]] if not ex.empty else ex)
+
+    # 6 Methods, 7 Caveats
+    pdf.add_page()
+    pdf.h1("6 Methods")
+    pdf.bullets(methods(inp), size=9)
+    pdf.h1("7 Caveats")
+    pdf.bullets(caveats(inp), size=9)
+
+    # 8 Appendix
+    pdf.add_page()
+    pdf.h1("8 Appendix")
+    pdf.h2("Environment")
+    pdf.table(pd.DataFrame(sorted(env.items()), columns=["item", "value"]))
+    pdf.h2("Runs")
+    pdf.table(inp.runs[["run", "objective", "params_nonembedding", "final_loss", "status", "device", "elapsed_s"]])
+    if inp.job_runtimes is not None and not inp.job_runtimes.empty:
+        pdf.h2("Snakemake job runtimes (benchmark files)")
+        pdf.table(inp.job_runtimes)
+    return bytes(pdf.output())

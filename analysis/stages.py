@@ -1,0 +1,252 @@
+"""Stage entry points called by the Snakemake workflow and by ``python -m analysis``.
+
+Every stage takes the raw (or validated) learning-curve table and repeats the cheap preparation
+(validate, drop diverged runs, pick the best lr, drop early points), so any stage can run alone.
+Randomness: each stage draws one 63-bit integer from ``rng`` and derives per-variant generators
+``default_rng([base, crc32(variant), stream])``; results for a variant do not depend on which
+other variants are present, and calling a stage with a fresh ``default_rng(seed)`` reproduces
+what ``analyse(curves, opts, default_rng(seed))`` gives (it hands each stage a copy of rng).
+"""
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import compare
+from .bootstrap import FORMS, bootstrap_frontier, fit_frontier
+from .fits import FitError, bootstrap_approach3, fit_approach3, fit_pure
+from .frontier import RunCurves, variant_frontier
+from .options import AnalysisOptions
+from .table import run_table, select_best_lr, validate_curves
+
+MIN_RUNS = 3
+STREAM_FRONTIER, STREAM_A3, STREAM_LN, STREAM_EXTRAP = range(4)
+PARAM_COLS = ("alpha", "C_c", "E", "A", "B", "beta", "a", "G")
+FIT_COLS = (["variant", "objective", "form", "status", "note", "compute", "n_runs", "n_points", "n_boot",
+             "n_failed"] + [f"{p}{s}" for p in PARAM_COLS for s in ("", "_lo", "_hi")]
+            + ["rmse_log", "r2_log", "huber", "c_min", "c_max"])
+LN_COLS = ["variant", "objective", "n_measure", "status", "note", "n_runs", "n_sizes", "n_boot", "n_failed",
+           "alpha", "alpha_lo", "alpha_hi", "N_c", "N_c_lo", "N_c_hi", "rmse_log", "r2_log"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    curves: pd.DataFrame  # points used for fits: ok runs at the chosen lr, early points dropped
+    runs: pd.DataFrame  # every run, with used / reason
+    lr_choice: pd.DataFrame
+
+
+def prepare(curves, opts: AnalysisOptions) -> Prepared:
+    valid = validate_curves(curves)
+    selected, lr_choice = select_best_lr(valid)
+    runs = run_table(valid)
+    chosen = set(selected["run"])
+    runs["reason"] = np.where(runs["status"] != "ok", "diverged",
+                              np.where(runs["run"].isin(chosen), "", "lr not chosen"))
+    kept = selected[selected["status"] == "ok"]
+    final = kept.groupby("run")["tokens"].transform("max")
+    keep = kept["tokens"] >= opts.drop_fraction * final
+    if opts.drop_warmup and "warmup_tokens" in kept.columns:
+        keep &= ~(kept["tokens"] < kept["warmup_tokens"])
+    kept = kept[keep].reset_index(drop=True)
+    n_kept = kept.groupby("run").size()
+    runs["n_kept"] = runs["run"].map(n_kept).fillna(0).astype("int64")
+    runs["used"] = (runs["reason"] == "") & (runs["n_kept"] > 0)
+    runs.loc[(runs["reason"] == "") & ~runs["used"], "reason"] = "no points left after dropping early points"
+    return Prepared(kept, runs, lr_choice)
+
+
+def base_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2 ** 63))
+
+
+def variant_rng(base: int, variant: str, stream: int) -> np.random.Generator:
+    return np.random.default_rng([base, zlib.crc32(variant.encode()), stream])
+
+
+def _by_variant(prep: Prepared):
+    for variant, g in prep.curves.groupby("variant", sort=True):
+        yield variant, g["objective"].iloc[0], g
+
+
+def _stack(frames, columns=None) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=columns or [])
+    out = pd.concat(frames, ignore_index=True)
+    return out.reindex(columns=columns) if columns else out
+
+
+# ---------------------------------------------------------------- frontier
+def frontier_stage(curves, opts: AnalysisOptions) -> dict:
+    prep = prepare(curves, opts)
+    grids, points, owners, summaries = [], [], [], []
+    for variant, objective, g in _by_variant(prep):
+        fr = variant_frontier(RunCurves.from_table(g, opts.compute), opts.grid_points)
+        ident = {"variant": variant, "objective": objective}
+        grids.append(fr["grid"].assign(**ident))
+        points.append(fr["points"].assign(**ident))
+        owners.append(fr["owners"].assign(**ident))
+        summaries.append(pd.DataFrame([{**ident, "compute": opts.compute, **fr["summary"]}]))
+    lead = ["variant", "objective"]
+    return {
+        "frontier_points": _stack(points, lead + ["run", "size", "compute", "loss"]),
+        "frontier_grid": _stack(grids, lead + ["compute", "loss", "run", "size"]),
+        "frontier_owners": _stack(owners, lead + ["run", "size", "c_start", "c_end", "n_grid"]),
+        "frontier_summary": _stack(summaries, lead + ["compute", "n_runs", "n_sizes", "c_min", "c_max",
+                                                      "largest_size", "top_owner", "top_owner_size",
+                                                      "bracketed", "note"]),
+        "runs": prep.runs,
+    }
+
+
+# ---------------------------------------------------------------- fits
+def _fit_row(ident, form, fit, note, opts, n_runs, c_range=(np.nan, np.nan)) -> dict:
+    row = {**ident, "form": form, "status": "ok" if fit is not None else ("refused" if "refused" in note
+                                                                          else "failed"),
+           "note": note, "compute": opts.compute, "n_runs": n_runs, "c_min": c_range[0], "c_max": c_range[1]}
+    if fit is None:
+        return row
+    ci = fit.conf_int(1 - opts.ci_level)
+    params = fit.params()
+    params = {("C_c" if k in ("C_c", "x_c") else k): v for k, v in params.items()}
+    for (name, value), (lo, hi) in zip(params.items(), ci.to_numpy()):
+        row.update({name: value, f"{name}_lo": lo, f"{name}_hi": hi})
+    row.update(n_points=fit.n_points, n_boot=fit.n_boot, n_failed=fit.n_failed, rmse_log=fit.rmse_log,
+               r2_log=fit.r2_log, huber=fit.huber)
+    return row
+
+
+def _boot_long(ident, form, fit) -> pd.DataFrame:
+    if fit is None or fit.draws is None:
+        return pd.DataFrame()
+    names = [("C_c" if k == "C_c" else k) for k in fit.params()]
+    wide = pd.DataFrame(fit.draws, columns=names)
+    wide["replicate"] = np.arange(len(wide))
+    long = wide.melt(id_vars="replicate", var_name="param", value_name="value")
+    return long.assign(variant=ident["variant"], form=form)[["variant", "form", "replicate", "param", "value"]]
+
+
+def _batch_ols_slopes(x, y, idx):
+    """Closed-form OLS of y on x for each resample (rows of idx); returns slope, intercept."""
+    w = np.zeros((idx.shape[0], x.size))
+    np.add.at(w, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), idx.ravel()), 1.0)
+    n = w.sum(1, keepdims=True)
+    mx, my = (w @ x)[:, None] / n, (w @ y)[:, None] / n
+    sxx = (w * (x[None] - mx) ** 2).sum(1)
+    sxy = (w * (x[None] - mx) * (y[None] - my)).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(sxx > 0, sxy / sxx, np.nan)
+    return slope, my[:, 0] - slope * mx[:, 0]
+
+
+def _ln_rows(ident, runs: pd.DataFrame, opts, rng) -> list:
+    """L(N) = (N_c/N)^alpha on each run's final loss, with total and with non-embedding N."""
+    rows = []
+    idx = rng.integers(0, len(runs), size=(opts.n_boot, len(runs))) if opts.n_boot else None
+    for measure, col in (("total", "params_total"), ("nonembedding", "params_nonembedding")):
+        row = {**ident, "n_measure": measure, "n_runs": len(runs), "n_sizes": runs[col].nunique(),
+               "n_boot": opts.n_boot, "note": ""}
+        if runs[col].nunique() < MIN_RUNS:
+            rows.append({**row, "status": "refused",
+                         "note": f"fit refused: {runs[col].nunique()} distinct size(s); need >= {MIN_RUNS}"})
+            continue
+        try:
+            fit = fit_pure(runs[col], runs["final_loss"], "N", opts.huber_delta)
+        except FitError as e:
+            rows.append({**row, "status": "failed", "note": str(e)})
+            continue
+        row.update(status="ok", alpha=fit.alpha, N_c=fit.x_c, rmse_log=fit.rmse_log, r2_log=fit.r2_log)
+        if idx is not None:
+            lx, ly = np.log(runs[col].to_numpy(float)), np.log(runs["final_loss"].to_numpy(float))
+            slope, icpt = _batch_ols_slopes(lx, ly, idx)
+            alpha = -slope
+            good = np.isfinite(alpha) & (alpha > 0)
+            draws = np.column_stack([alpha, np.exp(icpt / alpha)])[good]
+            q = 50 * (1 - opts.ci_level)
+            if len(draws):
+                (a_lo, n_lo), (a_hi, n_hi) = np.percentile(draws, [q, 100 - q], axis=0)
+                row.update(alpha_lo=a_lo, alpha_hi=a_hi, N_c_lo=n_lo, N_c_hi=n_hi)
+            row["n_failed"] = int((~good).sum())
+        rows.append(row)
+    return rows
+
+
+def fit_variant(g: pd.DataFrame, opts: AnalysisOptions, base: int):
+    """All fits for one variant's prepared rows: (fit rows, bootstrap table, L(N) rows)."""
+    variant, objective = g["variant"].iloc[0], g["objective"].iloc[0]
+    ident = {"variant": variant, "objective": objective}
+    rc = RunCurves.from_table(g, opts.compute)
+    n_runs = len(rc)
+    runs = run_table(g)
+    ln = _ln_rows(ident, runs, opts, variant_rng(base, variant, STREAM_LN))
+    if n_runs < MIN_RUNS:
+        note = (f"fit refused: variant {variant!r} has {n_runs} usable run(s); need >= {MIN_RUNS} "
+                "(add sizes or check diverged / lr-excluded runs)")
+        return [_fit_row(ident, f, None, note, opts, n_runs) for f in (*FORMS, "approach3")], pd.DataFrame(), ln
+    fits, notes = {}, {}
+    for form in FORMS:
+        try:
+            fits[form] = fit_frontier(rc, form, opts.grid_points, opts.huber_delta)
+        except FitError as e:
+            fits[form], notes[form] = None, str(e)
+    fits = bootstrap_frontier(rc, fits, opts.n_boot, variant_rng(base, variant, STREAM_FRONTIER),
+                              opts.grid_points, opts.huber_delta, opts.n_jobs)
+    try:
+        a3 = fit_approach3(g["params_total"], g["tokens"], g["loss"], opts.huber_delta)
+        if opts.n_boot:
+            a3 = bootstrap_approach3(a3, g["params_total"], g["tokens"], g["loss"], g["run"], opts.n_boot,
+                                     variant_rng(base, variant, STREAM_A3), opts.huber_delta)
+        fits["approach3"] = a3
+    except FitError as e:
+        fits["approach3"], notes["approach3"] = None, str(e)
+    rows, boots = [], []
+    for form, fit in fits.items():
+        c_range = fit.x_range if form in FORMS and fit is not None else (np.nan, np.nan)
+        rows.append(_fit_row(ident, form, fit, notes.get(form, ""), opts, n_runs, c_range))
+        boots.append(_boot_long(ident, form, fit))
+    return rows, _stack(boots), ln
+
+
+def fit_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
+    prep = prepare(curves, opts)
+    base = base_seed(rng)
+    rows, boots, lns = [], [], []
+    for _, _, g in _by_variant(prep):
+        r, b, ln = fit_variant(g, opts, base)
+        rows += r
+        boots.append(b)
+        lns += ln
+    return {
+        "fits": pd.DataFrame(rows).reindex(columns=FIT_COLS),
+        "bootstrap": _stack(boots, ["variant", "form", "replicate", "param", "value"]),
+        "ln_fits": pd.DataFrame(lns).reindex(columns=LN_COLS),
+    }
+
+
+# ---------------------------------------------------------------- comparisons
+def compare_stage(curves, fit_tables: dict, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
+    prep = prepare(curves, opts)
+    base = base_seed(rng)
+    fitted = compare.fits_from_tables(fit_tables)
+    return {
+        "pairs": compare.exponent_pairs(fitted, opts),
+        "crossovers": compare.crossovers(fitted, opts),
+        "tiers": compare.tiers(prep.curves, opts),
+        "extrapolation": _stack([compare.extrapolation(g, opts, variant_rng(base, v, STREAM_EXTRAP))
+                                 for v, _, g in _by_variant(prep)], compare.EXTRAP_COLS),
+        "lr_choice": prep.lr_choice,
+    }
+
+
+def analyse(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
+    """Frontier, fit and compare stages in order; each stage gets its own copy of rng."""
+    curves = validate_curves(curves)
+    tables = frontier_stage(curves, opts)
+    tables.update(fit_stage(curves, opts, copy.deepcopy(rng)))
+    tables.update(compare_stage(curves, tables, opts, copy.deepcopy(rng)))
+    return tables

@@ -1,0 +1,109 @@
+"""The smoke study end to end through Snakemake, then the DAG's rerun behaviour."""
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from pypdf import PdfReader
+
+pytestmark = pytest.mark.e2e
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def snakemake(root, workdir, *args, config=None, check=True):
+    cmd = [SNAKEMAKE, "--snakefile", str(root / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+           "--configfile", str(config or workdir / "config.yaml"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def study(root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    shutil.copy(root / "tests" / "smoke" / "config.yaml", work / "config.yaml")
+    snakemake(root, work)
+    return work
+
+
+def test_outputs_exist_and_curves_are_finite(study):
+    cfg = yaml.safe_load((study / "config.yaml").read_text())
+    sizes = cfg["variants"]["gpt2"]["sizes"]
+    finals = {}
+    for size in sizes:
+        run = study / "results" / "runs" / "gpt2" / size / f"seed0_lr{cfg['training']['lr']:g}"
+        curve = pd.read_csv(run / "curve.csv")
+        info = json.loads((run / "run.json").read_text())
+        assert info["status"] == "ok"
+        assert np.isfinite(curve.select_dtypes("number").drop(columns="eval_loss_se").to_numpy()).all()
+        assert curve["eval_loss"].iloc[-1] < math.log(cfg["tokenizer"]["vocab_size"]) - 1.0
+        finals[size] = curve["eval_loss"].iloc[-1]
+    assert finals[sizes[-1]] == min(finals.values())
+    table = pd.read_csv(study / "results" / "analysis" / "curves.csv")
+    for col in ("variant", "objective", "size", "seed", "params_total", "params_nonembedding", "tokens", "flops",
+                "flops_6n", "loss"):
+        assert col in table
+    fits = pd.read_csv(study / "results" / "analysis" / "fit" / "gpt2" / "flops" / "fits.csv")
+    pure = fits[fits["form"] == "pure"].iloc[0]
+    assert pure["status"] == "ok" and pure["alpha_lo"] < pure["alpha"] < pure["alpha_hi"]
+    assert pure["n_boot"] >= 100
+
+
+def test_report_pdf_opens_and_has_the_sections(study):
+    reader = PdfReader(study / "results" / "report" / "report.pdf")
+    assert len(reader.pages) >= 5
+    text = "\n".join(p.extract_text() for p in reader.pages)
+    for title in ("Summary", "Variant gpt2", "Comparison", "Compute accounting", "Extrapolation check", "Methods",
+                  "Caveats", "Appendix"):
+        assert title in text, title
+    fits = pd.read_csv(study / "results" / "analysis" / "fit" / "gpt2" / "flops" / "fits.csv")
+    pure = fits[fits["form"] == "pure"].iloc[0]
+    from analysis.report import ci
+
+    assert ci(pure, "alpha") in text
+
+
+def test_rerun_has_nothing_to_do(root, study):
+    out = snakemake(root, study, "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_changing_one_width_reruns_only_that_run_and_the_analysis(root, study):
+    cfg = yaml.safe_load((study / "config.yaml").read_text())
+    cfg["variants"]["gpt2"]["size_overrides"] = {"s": {"d_model": 48}}
+    changed = study / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    out = snakemake(root, study, "-n", "--quiet", "rules", config=changed)
+    text = out.stdout + out.stderr
+    jobs = dict(line.split()[:2][::-1] for line in text.splitlines() if line.strip() and line.split()[0].isdigit()) \
+        if False else _job_counts(text)
+    assert jobs.get("train") == 1, text
+    assert "corpus" not in jobs and "tokenizer" not in jobs
+    assert {"curves", "frontier", "report"} <= set(jobs)
+
+
+def _job_counts(text):
+    counts = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0].isidentifier():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_bad_config_fails_at_dag_build_with_one_line(root, tmp_path):
+    cfg = yaml.safe_load((root / "tests" / "smoke" / "config.yaml").read_text())
+    cfg["variants"]["gpt3"] = {"sizes": ["xs"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake(root, tmp_path, "-n", check=False)
+    assert out.returncode != 0
+    lines = [l for l in (out.stdout + out.stderr).splitlines() if "archscale:" in l]
+    assert lines == [lines[0]] and "unknown variant" in lines[0] and "allowed: " in lines[0] and "gpt2" in lines[0]
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,40 @@
+# Figures (marked for `snakemake --report`) and the PDF report, built from analysis outputs only.
+
+
+rule figures:
+    input:
+        unpack(analysis_tables),
+    output:
+        **figure_outputs(),
+    params:
+        ci_level=config["analysis"]["ci_level"],
+        compute=config["analysis"]["compute"],
+        code=source_hash("analysis"),
+    conda:
+        ENV
+    log:
+        f"{RESULTS}/logs/figures.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule report:
+    input:
+        unpack(analysis_tables),
+        runs=rules.curves.output.runs,
+        figures=rules.figures.output,
+        alt_fits=fit_tables(alt_compute())["fits"],
+        job_benchmarks=train_benchmarks,
+    output:
+        pdf=report(f"{RESULTS}/report/report.pdf", caption="../report/report.rst", category="report"),
+    params:
+        config=config,
+        code=source_hash("analysis"),
+    conda:
+        ENV
+    log:
+        f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,63 @@
+import sys; sys.path.insert(0, snakemake.scriptdir)  # noqa: E702
+from _common import setup
+
+log = setup(snakemake)
+import datetime  # noqa: E402
+import subprocess  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from analysis.io import write_file  # noqa: E402
+from analysis.report import ReportInputs, build_report  # noqa: E402
+
+
+def read(paths):
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True) if isinstance(paths, list) else pd.read_csv(paths)
+
+
+def commit():
+    try:
+        out = subprocess.run(["git", "-C", snakemake.scriptdir, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def job_runtimes(paths):
+    rows = []
+    for p in paths:
+        b = pd.read_csv(p, sep="\t")
+        rows.append({"job": "train " + "/".join(Path(p).with_suffix("").parts[-3:]), "seconds": round(float(b["s"].iloc[0]), 1),
+                     "max RSS (MB)": b["max_rss"].iloc[0]})
+    return pd.DataFrame(rows)
+
+
+runs = pd.read_csv(snakemake.input.runs)
+skip = {"runs", "figures", "alt_fits", "job_benchmarks", "curves"}
+tables = {name: read(paths) for name, paths in snakemake.input.items() if name not in skip}
+packages = ["torch", "transformers", "tokenizers", "snakemake", "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "fpdf2"]
+environment = {
+    "date": datetime.date.today().isoformat(),
+    "commit": commit(),
+    "version": "0.1.0",
+    "device": "; ".join(sorted(runs["device"].astype(str).unique())),
+    "python": sys.version.split()[0],
+    **{p: version(p) for p in packages},
+    "corpus sha256": str(runs["corpus_sha256"].iloc[0]),
+}
+inputs = ReportInputs(
+    config=snakemake.params.config,
+    curves=pd.read_csv(snakemake.input.curves),
+    runs=runs,
+    tables=tables,
+    alt_fits=read(list(snakemake.input.alt_fits)),
+    figures={Path(p).stem: p for p in snakemake.input.figures},
+    environment=environment,
+    job_runtimes=job_runtimes(list(snakemake.input.job_benchmarks)),
+)
+pdf = build_report(inputs)
+write_file(snakemake.output.pdf, lambda tmp: Path(tmp).write_bytes(pdf))
+log.info("report: %d bytes", len(pdf))
