@@ -78,6 +78,14 @@ def resolve(config: dict) -> dict:
     tcfg = config["training"]
     ctx = ModelContext(vocab_size=config["tokenizer"]["vocab_size"], seq_len=tcfg["seq_len"],
                        bos_id=0, eos_id=0, pad_id=1, mask_id=2)
+    corpus = config["corpus"]
+    if corpus["source"] == "files":
+        import glob
+
+        if not corpus["files"] or not glob.glob(corpus["files"], recursive=True):
+            raise StudyError(f"config error: corpus.files={corpus['files']!r} matches no file; give a glob of UTF-8 text files")
+    if corpus["source"] == "hf" and not corpus["hf"].get("name"):
+        raise StudyError("config error: corpus.hf.name is empty; give a dataset name or a builder such as 'json' with data_files")
     runs, variants = [], {}
     for name, entry in config["variants"].items():
         if name not in models.REGISTRY:

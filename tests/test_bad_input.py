@@ -1,0 +1,109 @@
+"""Bad input, everywhere: each case stops with one line naming the problem (and the fix),
+before expensive work, and never deletes earlier results."""
+import errno
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.table import CurveTableError, validate_curves
+from training.atomic import write_text
+from training.corpus import CorpusSpec, load_units
+from training.data import check_corpus_size
+from training.errors import InputError
+from training.study import StudyError, load_study
+from training.tokenizer import load_tokens, read_meta
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+CONFIG_CASES = [
+    ({"trainin": {}}, "unknown key(s) 'trainin' in (top level); allowed: analysis, corpus"),
+    ({"training": {"tokens": 0}}, "training.tokens: 0 is less than or equal to the minimum of 0"),
+    ({"training": {"lr": -0.1}}, "training.lr: -0.1 is less than or equal to the minimum of 0"),
+    ({"training": {"device": "tpu"}}, "training.device='tpu' is not allowed; allowed: auto, cpu, cuda"),
+    ({"variants": {"gpt3": {"sizes": ["s"]}}}, "variants.gpt3: unknown variant; allowed: "),
+    ({"variants": {"gpt2": {"sizes": ["huge"]}}}, "unknown size 'huge' for variant gpt2; allowed presets: xs, s, m, l"),
+    ({"variants": {"gpt2": {"sizes": ["s"], "size_overrides": {"s": {"n_head": 5}}}}},
+     "variants.gpt2.s: n_head=5 does not divide d_model=64"),
+    ({"variants": {"gpt2": {"sizes": ["s"], "size_overrides": {"s": {"width": 5}}}}}, "unknown field(s) width"),
+    ({"variants": {"gpt2": {"sizes": ["s"], "lr_grid": {"m": [1e-3]}}}}, "size 'm' in size_overrides/lr_grid is not in sizes"),
+    ({"variants": {"gpt2": {"sizes": ["s", "s"]}}}, "lists a size twice"),
+    ({"variants": {}}, "variants: {} should be non-empty"),
+    ({"seeds": []}, "seeds: [] should be non-empty"),
+    ({"corpus": {"source": "files", "files": "/nonexistent/*.txt"}}, "corpus.files='/nonexistent/*.txt' matches no file"),
+    ({"corpus": {"source": "web"}}, "corpus.source='web' is not allowed; allowed: kjv, files, hf"),
+    ({"tokenizer": {"vocab_size": 100}}, "tokenizer.vocab_size: 100 is less than the minimum of 259"),
+    ({"analysis": {"compute": "flops_7n"}}, "analysis.compute='flops_7n' is not allowed; allowed: flops, flops_6n"),
+]
+
+
+@pytest.mark.parametrize("config, message", CONFIG_CASES, ids=[m[:40] for _, m in CONFIG_CASES])
+def test_config_errors_are_one_line_and_name_the_key(root, config, message):
+    with pytest.raises(StudyError) as err:
+        load_study(config, root / SCHEMA)
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith("config error: ")
+    assert message in text, text
+
+
+def test_corpus_too_small_for_the_budget_or_evaluation():
+    with pytest.raises(InputError, match="over 100 epochs"):
+        check_corpus_size(10_000, 5_000, 128, budget=2_000_000, eval_tokens=4096)
+    with pytest.raises(InputError, match="fewer than 2 windows of seq_len=128; raise corpus.val_fraction"):
+        check_corpus_size(100_000, 200, 128, budget=100_000, eval_tokens=4096)
+    with pytest.raises(InputError, match="fewer than 4 windows"):
+        check_corpus_size(300, 5_000, 128, budget=1000, eval_tokens=4096)
+
+
+def test_unreadable_corpus_file(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(InputError, match="cannot read corpus file .*bad.txt.*UTF-8"):
+        load_units(CorpusSpec(source="files", files=str(tmp_path / "*.txt")))
+
+
+def test_token_file_that_does_not_match_its_tokenizer(small_data, tmp_path):
+    meta = read_meta(small_data / "meta.json")
+    path = tmp_path / "val.npy"
+    np.save(path, np.arange(100, dtype=np.uint32))
+    with pytest.raises(InputError, match="checksum"):
+        load_tokens(path, meta, "val")
+    with pytest.raises(InputError, match="dtype uint32; expected 1-D uint16"):
+        load_tokens(path, {**meta, "val_sha256": None}, "val")
+
+
+CURVE_CASES = [
+    (lambda df: df.drop(columns=["flops_6n"]), "missing column"),
+    (lambda df: df.assign(loss=df["loss"].where(df.index != 2, np.nan)), "NaN"),
+    (lambda df: df.assign(flops=df["flops"].where(df.index != 1, -1.0)), "non-positive"),
+    (lambda df: df.assign(loss=df["loss"].where(df.index != 1, 0.0)), "non-positive"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", CURVE_CASES, ids=[m for _, m in CURVE_CASES])
+def test_curve_table_with_bad_rows(mutate, message):
+    rows = [dict(variant="v", objective="causal", size=s, seed=0, params_total=n * 2, params_nonembedding=n,
+                 tokens=t, flops=6.0 * n * t, flops_6n=6.0 * n * t, loss=5.0 - 0.1 * i - 0.01 * j)
+            for i, (s, n) in enumerate([("a", 1000), ("b", 4000), ("c", 16000)]) for j, t in enumerate([100, 200, 400])]
+    df = pd.DataFrame(rows)
+    validate_curves(df)
+    with pytest.raises(CurveTableError) as err:
+        validate_curves(mutate(df))
+    assert message.lower() in str(err.value).lower() and "\n" not in str(err.value)
+
+
+def test_disk_full_during_a_write_keeps_the_old_file_and_names_the_path(tmp_path, monkeypatch):
+    target = tmp_path / "curve.csv"
+    target.write_text("old results\n")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError) as err:
+        write_text(target, "new results\n")
+    assert str(target) in str(err.value) and "No space left on device" in str(err.value)
+    assert "check free space and permissions" in str(err.value)
+    assert target.read_text() == "old results\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.csv"]  # no temp file left behind
