@@ -144,7 +144,8 @@ def select_best_lr(df) -> tuple[pd.DataFrame, pd.DataFrame]:
     any_clean = clean.groupby([choice["variant"], choice["size"]]).transform("any")
     score = choice["mean_final_loss"].where(clean | ~any_clean)
     choice["chosen"] = False
-    best = score.groupby([choice["variant"], choice["size"]]).idxmin().dropna().astype(int)
+    valid = score.dropna()  # a size whose every lr diverged has no choice
+    best = valid.groupby([choice.loc[valid.index, "variant"], choice.loc[valid.index, "size"]]).idxmin().astype(int)
     choice.loc[best.values, "chosen"] = True
     chosen = choice.loc[choice["chosen"], ["variant", "size", "lr"]]
     kept = curves.merge(chosen, on=["variant", "size", "lr"], how="inner")

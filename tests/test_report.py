@@ -1,0 +1,94 @@
+"""The PDF report, built from analysis tables of a crafted study: sections, variants, CI
+figures and the caveats the input triggers appear in its text; a changed fit table changes it."""
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+import pytest
+from pypdf import PdfReader
+
+from analysis.io import write_figure
+from analysis.options import AnalysisOptions
+from analysis.plots import all_figures
+from analysis.report import SECTIONS, ReportInputs, build_report, ci
+from analysis.stages import analyse, fit_stage
+from analysis.synthetic import synthetic_curves
+from training.study import validate_config
+
+
+@pytest.fixture(scope="module")
+def crafted(root, tmp_path_factory):
+    rng = np.random.default_rng(3)
+    parts = [
+        synthetic_curves(rng, variant="gpt2", objective="causal", alpha=0.20),
+        synthetic_curves(rng, variant="reformer", objective="causal", alpha=0.26, C_c=3e16),
+        synthetic_curves(rng, variant="bert_mlm", objective="masked", alpha=0.15),
+        synthetic_curves(rng, variant="tiny", objective="causal", alpha=0.2, sizes=(("s", 2e6), ("m", 6e6))),
+    ]
+    curves = pd.concat(parts, ignore_index=True)
+    curves["lr"] = 0.002
+    curves["status"] = "ok"
+    # one gpt2 run diverged: it must be excluded and listed
+    bad = synthetic_curves(rng, variant="gpt2", objective="causal", alpha=0.2, sizes=(("xl2", 1.6e8),))
+    bad["lr"], bad["status"] = 0.002, "diverged"
+    curves = pd.concat([curves, bad], ignore_index=True)
+    curves["run"] = curves["variant"] + "/" + curves["size"] + "/seed0_lr0.002"
+    last = curves.sort_values("tokens").groupby("run").tail(1)
+    runs = pd.DataFrame({
+        "run": last["run"], "variant": last["variant"], "objective": last["objective"], "size": last["size"],
+        "seed": 0, "lr": 0.002, "status": last["status"], "params_total": last["params_total"],
+        "params_nonembedding": last["params_nonembedding"], "final_loss": last["loss"],
+        "causal_leak": np.where(last["variant"] == "reformer", 0.03, np.nan),
+        "diverged_step": np.where(last["status"] == "diverged", 17, np.nan),
+        "device": "cpu (test)", "elapsed_s": 1.0, "corpus_sha256": "ab" * 32,
+    })
+    opts = AnalysisOptions(n_boot=100)
+    tables = analyse(curves, opts, np.random.default_rng(0))
+    alt = fit_stage(curves, AnalysisOptions(n_boot=100, compute="flops_6n"), np.random.default_rng(0))["fits"]
+    fig_dir = tmp_path_factory.mktemp("figs")
+    figures = {stem: write_figure(fig, fig_dir / f"{stem}.png") for stem, fig in all_figures(curves, tables).items()}
+    config = validate_config({"study_name": "crafted study", "variants": {
+        v: {"sizes": sorted(curves.loc[curves["variant"] == v, "size"].unique())} for v in curves["variant"].unique()}},
+        root / "workflow" / "schemas" / "config.schema.yaml")
+    return ReportInputs(config=config, curves=curves, runs=runs, tables=tables, alt_fits=alt, figures=figures,
+                        environment={"date": "2026-11-23", "commit": "test", "device": "cpu (test)"})
+
+
+def pdf_text(data: bytes) -> str:
+    reader = PdfReader(io.BytesIO(data))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_report_has_every_section_variant_ci_and_caveat(crafted):
+    data = build_report(crafted)
+    assert data.startswith(b"%PDF") and len(data) < 10 * 2**20
+    text = pdf_text(data)
+    flat = " ".join(text.split())
+    for section in SECTIONS:
+        assert section in text, section
+    for variant in ("gpt2", "reformer", "bert_mlm", "tiny"):
+        assert f"Variant {variant}" in text
+    fits = crafted.tables["fits"]
+    for row in fits[(fits["form"] == "pure") & (fits["status"] == "ok")].to_dict("records"):
+        assert ci(row, "alpha") in flat, (row["variant"], ci(row, "alpha"))
+    assert "Objectives are not on one scale" in flat
+    assert "gpt2/xl2/seed0_lr0.002 diverged at step 17" in flat
+    assert "reformer: measured causal leak" in flat
+    assert "Tiny scale" in flat
+    assert "not bracketed" in flat
+    tiny = fits[(fits["variant"] == "tiny") & (fits["form"] == "pure")].iloc[0]
+    assert tiny["status"] != "ok" and "tiny (pure fit)" in flat
+    assert ("steeper than" in flat) or ("not distinguishable at this scale" in flat)
+
+
+def test_a_changed_fit_table_changes_the_report(crafted):
+    before = pdf_text(build_report(crafted))
+    fits = crafted.tables["fits"].copy()
+    mask = (fits["variant"] == "gpt2") & (fits["form"] == "pure")
+    fits.loc[mask, ["alpha", "alpha_lo", "alpha_hi"]] = [0.4321, 0.4011, 0.4655]
+    changed = ReportInputs(**{**crafted.__dict__, "tables": {**crafted.tables, "fits": fits}})
+    after = " ".join(pdf_text(build_report(changed)).split())
+    assert "0.432 [0.401, 0.466]" in after and "0.432 [0.401, 0.466]" not in before
