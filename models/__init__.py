@@ -19,6 +19,11 @@ from models.registry import (  # noqa: F401
 # its module name here. Nothing else in the pipeline needs to change.
 VARIANT_MODULES = (
     "gpt2",
+    "transformer_xl",
+    "bert_causal",
+    "bert_mlm",
+    "reformer",
+    "electra",
 )
 
 import importlib as _importlib

@@ -6,24 +6,58 @@ Conventions (used for every variant; the curve columns `flops`, `flops_6n`,
 * A matrix multiply of a (T x d_in) activation by a (d_in x d_out) weight costs
   2 * d_in * d_out FLOPs per token in the forward pass (multiply + add).
 * Training costs 3x the forward pass (backward = 2x forward: gradients w.r.t. activations
-  and w.r.t. weights). `TRAIN_MULTIPLIER = 3`.
+  and w.r.t. weights). `TRAIN_MULTIPLIER = 3`. Work an implementation really repeats is
+  charged on top: Reformer's reversible layers recompute their forward in the backward pass
+  (`Accounting.recompute_flops_per_token`), so `flops` is what the hardware executes; MFU
+  in benchmarks/train_throughput.py uses the model FLOPs 3 x forward.
 * Attention score and value products: for each query token, QK^T costs 2 * n_keys * d_attn
   and AV another 2 * n_keys * d_attn, where n_keys is the number of keys the kernel really
   multiplies against: the full segment length T for dense causal attention (SDPA and the
   eager kernels compute the whole T x T matrix and mask it), T + mem_len for Transformer-XL,
   the chunk window for Reformer's local and LSH attention.
 * Biases, layer norms, softmax, activations and the optimiser are not charged (they are
-  O(d) per token, < 1% at these shapes).
+  O(d) per token, < 1% at these shapes); nor are sampling, sorting and gathers.
 * The LM head is charged 2 * d * V per predicted token whether or not its weight is tied
-  to the token embedding (tying saves parameters, not compute).
+  to the token embedding (tying saves parameters, not compute). Causal LMs run it on all T
+  positions; the masked objectives (bert_mlm, ELECTRA's generator) run it on the masked
+  positions only, charged at the expected fraction MLM_MASK_PROB = 0.15 of the tokens.
 * Embedding lookups cost nothing.
+* Costs computed once per batch rather than per sequence (Transformer-XL's projection of
+  the relative-position encodings) are divided over STUDY_BATCH_SIZE = 8 sequences.
+
+Per variant (details in each function's docstring):
+* gpt2, bert_causal: dense blocks over T keys + head (BERT's head adds a d x d transform).
+* bert_mlm: dense bidirectional blocks + head on 15% of positions.
+* transformer_xl: queries over the segment, keys/values re-projected over memory + segment
+  (K = min(k * seg_len, mem_len) + seg_len for segment k, averaged over the walk), the
+  content, position and value products over K keys, W_r R once per segment and batch.
+* reformer: local layers over the chunk window, LSH layers over num_hashes sorted-chunk
+  windows + the hashing rotation, feed-forward, the 2d -> V head; the layers' forward once
+  more for the reversible recomputation.
+* electra: discriminator encoder + head on all tokens, generator encoder (d/gen_divisor
+  wide) + the d -> d_g projection on all tokens, generator head on the masked 15%.
 
 Parameter counts: `params_total` counts every trainable tensor once (a tied LM head is the
-token embedding, so it is counted once); `params_nonembedding` (Kaplan et al.'s N)
-subtracts the token and position embedding tables. An *untied* LM head (Reformer's
-2*d -> V head, a separate output projection) is not an embedding table and stays in N.
+token embedding, so it is counted once; ELECTRA's generator and discriminator share one
+embedding module, counted once). `params_nonembedding` (Kaplan et al.'s N) subtracts the
+token, position (learned tables, Reformer's axial factors) and token-type embedding
+tables; nothing else. So:
+* tied heads (gpt2, transformer_xl, BERT's decoder, ELECTRA's generator head): the weight
+  is the embedding, not in N; an untied head's bias (BERT, ELECTRA: V entries) is in N;
+* the vocabulary output projection's weight (V x d) is an embedding-sized table whether tied
+  or not: tied (GPT-2, BERT, TXL, the ELECTRA generator) it *is* the token embedding; Reformer's
+  *untied* 2d x V head weight is counted with the embeddings too, so that N measures the
+  transformer body alike for every variant (left in, it would be 67.6k of Reformer's 74k N at
+  d=16 and squeeze its scan below 1.5 decades). Its V-entry bias stays in N, like BERT's;
+* ELECTRA's N is everything its one optimiser trains except the shared tables: the
+  discriminator, the whole generator (incl. its d -> d_g projection and head transform)
+  and the shared embedding LayerNorm; the discriminator alone is in `notes`.
 `flops_6n` = 6 * params_nonembedding * tokens is the Kaplan approximation, kept beside the
 accounted `flops` so the report can show how much 6N under- or over-charges each variant.
+
+Checked against measurement (tests/models/test_model_flops.py, models/flop_measure.py):
+the accounted training FLOPs of one step agree with the matmul/attention FLOPs counted by
+a dispatch-mode counter within 10% for every variant.
 """
 from __future__ import annotations
 
@@ -39,10 +73,13 @@ class Accounting:
     params_nonembedding: int
     forward_flops_per_token: float  # accounted forward FLOPs per training token
     notes: str = ""
+    # forward FLOPs per token run again in the backward pass (Reformer's reversible layers
+    # recompute their activations); charged once on top of TRAIN_MULTIPLIER x forward
+    recompute_flops_per_token: float = 0.0
 
     @property
     def train_flops_per_token(self) -> float:
-        return TRAIN_MULTIPLIER * self.forward_flops_per_token
+        return TRAIN_MULTIPLIER * self.forward_flops_per_token + self.recompute_flops_per_token
 
     def flops(self, tokens: int) -> float:
         """Accounted training FLOPs after `tokens` training tokens."""
@@ -161,3 +198,74 @@ def bert_mlm(size, ctx) -> Accounting:
         + MLM_MASK_PROB * (matmul_flops(d, d) + matmul_flops(d, V))
     return Accounting(bert_embeddings(size, ctx) + nonemb, nonemb, forward,
                       notes="tied decoder (its bias in N); head on the 15% masked positions")
+
+
+def reformer(size, ctx) -> Accounting:
+    """Reformer (ReformerModelWithLMHead, models/reformer.py): reversible layers over two
+    d-wide streams, local and LSH attention layers, untied 2d -> V LM head.
+
+    Per token and layer: local attention Q, K, V, output 8d^2 (no biases) + products over
+    the chunk window (1 + chunks_before + chunks_after) * local_chunk_length; LSH attention
+    shared QK, V, output 6d^2 + hashing (a d -> num_hashes * num_buckets/2 random rotation,
+    per head d_head wide: 2 d num_hashes num_buckets/2) + products over num_hashes rounds
+    of the sorted-chunk window (1 + before + after) * lsh_chunk_length; feed-forward
+    4 d d_ff. LM head 2 * 2d * V. The reversible layers recompute their forward in the
+    backward pass: `recompute_flops_per_token` = the layers' forward without hashing
+    (buckets are cached), so training costs 4x the layers' forward + 3x the head.
+
+    Parameters: axial position embeddings (shape[0]*dim[0] + shape[1]*dim[1]), the token
+    embedding and the untied 2d x V head weight are embeddings; the head's V bias is in N.
+    """
+    from models.reformer import settings  # the resolved size fields (derived defaults)
+
+    s = settings(size, ctx)
+    d, V, dff = size.d_model, ctx.vocab_size, size.d_ff
+    (a0, a1), (e0, e1) = s["axial_pos_shape"], s["axial_pos_embds_dim"]
+    embeddings = V * d + a0 * e0 + a1 * e1 + 2 * d * V  # token, axial positions, untied head weight
+    ff_params = 2 * d + d * dff + dff + dff * d + d  # LayerNorm + two projections with biases
+    ff_flops = matmul_flops(d, dff) + matmul_flops(dff, d)
+    nonemb, layers_fwd, hashing = 0, 0.0, 0.0
+    for kind in s["layers"]:
+        if kind == "local":
+            window = (1 + s["local_num_chunks_before"] + s["local_num_chunks_after"]) * s["local_chunk_length"]
+            nonemb += 2 * d + 4 * d * d + ff_params
+            layers_fwd += 4 * matmul_flops(d, d) + attention_core_flops(d, window) + ff_flops
+        else:
+            window = (1 + s["lsh_num_chunks_before"] + s["lsh_num_chunks_after"]) * s["lsh_chunk_length"]
+            h = 2.0 * d * s["num_hashes"] * (s["num_buckets"] // 2)
+            hashing += h
+            nonemb += 2 * d + 3 * d * d + ff_params
+            layers_fwd += 3 * matmul_flops(d, d) + h + s["num_hashes"] * attention_core_flops(d, window) + ff_flops
+    nonemb += 2 * (2 * d) + V  # final LayerNorm over 2d, the head's bias
+    forward = layers_fwd + matmul_flops(2 * d, V)
+    return Accounting(embeddings + nonemb, nonemb, forward,
+                      notes="untied 2d x V head weight counted with the embeddings; "
+                            "reversible layers recomputed in backward",
+                      recompute_flops_per_token=layers_fwd - hashing)
+
+
+def electra(size, ctx) -> Accounting:
+    """ELECTRA (models/electra.py): discriminator (ElectraForPreTraining, width d) and
+    generator (ElectraForMaskedLM, width d_g = d / gen_divisor, same depth) sharing one
+    embedding module of width d (token, position, token-type tables + LayerNorm).
+
+    Parameters: the shared tables count once, as embeddings; N = discriminator encoder +
+    its head (d x d dense, d -> 1) + the generator's embeddings_project (d -> d_g), encoder
+    and head (d_g -> d dense + LayerNorm, tied decoder's V bias) + the shared embedding
+    LayerNorm, i.e. everything the one optimiser trains except the tables. The
+    discriminator alone (the model kept after pre-training) is in `notes`.
+    FLOPs per token: both encoders over all T tokens, the projection d -> d_g, the
+    discriminator head on every position, the generator's head (d_g -> d, tied d -> V) on
+    the MLM_MASK_PROB masked positions; sampling the replacements is not charged."""
+    from models.electra import generator_shape
+
+    d, L, V, T = size.d_model, size.n_layer, ctx.vocab_size, ctx.seq_len
+    d_g, _, dff_g = generator_shape(size)
+    disc = L * dense_block_params(d, size.d_ff) + (d * d + d) + (d + 1)
+    gen = (d * d_g + d_g) + L * dense_block_params(d_g, dff_g) + (d_g * d + d + 2 * d) + V
+    nonemb = disc + gen + 2 * d  # + shared embedding LayerNorm
+    forward = L * dense_block_forward_flops(d, size.d_ff, n_keys=T) + matmul_flops(d, d) + matmul_flops(d, 1) \
+        + matmul_flops(d, d_g) + L * dense_block_forward_flops(d_g, dff_g, n_keys=T) \
+        + MLM_MASK_PROB * (matmul_flops(d_g, d) + matmul_flops(d, V))
+    return Accounting(bert_embeddings(size, ctx) + nonemb, nonemb, forward,
+                      notes=f"generator width {d_g}; discriminator-only N = {disc + 2 * d}; shared embeddings once")

@@ -10,6 +10,8 @@ Randomness the objective needs (masks, sampled replacements) comes from the pass
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -58,3 +60,10 @@ class ArchModel(nn.Module):
         """Max |change| of logits at positions <= t when tokens after t change (causal
         variants that cannot guarantee causality measure it; others return None)."""
         return None
+
+    def chance_loss(self) -> float:
+        """The loss of a uniform guess under this objective, i.e. the scale of
+        `training_loss` at initialisation: ln(vocab_size) for causal and masked LMs;
+        objectives that add terms override it (ELECTRA: ln V + rtd_weight * ln 2).
+        A divergence threshold should be a multiple of this, not of ln(vocab_size)."""
+        return math.log(self.ctx.vocab_size)

@@ -10,7 +10,7 @@ from models.registry import ModelContext, Size, Variant, register
 
 PRESETS = {
     # non-embedding params (2048 vocab, context 128) in comments
-    "xs": dict(d_model=32, n_layer=2, n_head=2),    # 25k
+    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=96),  # 21k (d_ff 3d, as every variant's xs: 1.5 decades)
     "s": dict(d_model=64, n_layer=2, n_head=4),     # 100k
     "m": dict(d_model=96, n_layer=3, n_head=4),     # 336k
     "l": dict(d_model=128, n_layer=4, n_head=4),    # 793k

@@ -97,6 +97,7 @@ class Variant:
     size_fields: tuple = ()  # names allowed in `extra` for this variant
     check: Callable | None = None  # (Size, ModelContext) -> None, raises ConfigError
     defaults: Mapping = field(default_factory=dict)  # default values of `extra` fields
+    uses: tuple = ()  # other models/ files the variant's code imports (they count in source_hash)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -106,7 +107,8 @@ class Variant:
         """sha256 of the files whose code this variant runs (its own file, the shared model code)."""
         h = hashlib.sha256()
         here = Path(__file__).parent
-        for path in sorted({Path(self.source_file), here / "base.py", here / "accounting.py", here / "registry.py"}):
+        shared = {here / "base.py", here / "accounting.py", here / "registry.py", *(here / f for f in self.uses)}
+        for path in sorted({Path(self.source_file), *shared}):
             h.update(path.read_bytes())
         return h.hexdigest()[:16]
 

@@ -12,7 +12,8 @@ held-out token set; for masked objectives the masks come from a generator seeded
 batch, so every evaluation of every run sees the same masks.
 
 Outputs (written atomically by `run`): `curve.csv` (one row per evaluation) and `run.json`.
-A run whose loss turns non-finite or exceeds `diverge_factor` x ln(vocab) stops with
+A run whose loss turns non-finite or exceeds `diverge_factor` x the objective's chance-level
+loss (ln(vocab) for causal and masked LMs; see `ArchModel.chance_loss`) stops with
 status `diverged` and the step; its curve up to then is kept.
 """
 from __future__ import annotations
@@ -184,7 +185,7 @@ def run(
         step, rows, elapsed0, acc = state["step"], state["rows"], state["elapsed_s"], state["acc"]
         log.info("resumed from checkpoint at step %d", step)
 
-    threshold = cfg.diverge_factor * math.log(ctx.vocab_size)
+    threshold = cfg.diverge_factor * model.chance_loss()
     bar = tqdm(total=cfg.total_steps * tokens_per_step, initial=step * tokens_per_step, unit="tok", unit_scale=True,
                file=sys.stderr, mininterval=10, ascii=True, desc=f"{variant}/{size_name}")
     t0 = time.perf_counter() - elapsed0

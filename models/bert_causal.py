@@ -1,0 +1,75 @@
+"""BERT as a causal LM: `transformers.BertLMHeadModel` with `is_decoder=True`.
+
+A post-LN BERT encoder with a causal self-attention mask, learned absolute positions
+(max_position_embeddings = seq_len), one token type, and BERT's LM head (dense + GELU +
+LayerNorm transform, then a decoder tied to the token embedding with its own bias).
+Randomly initialised from a config, SDPA attention, no dropout.
+"""
+from __future__ import annotations
+
+from transformers import BertConfig, BertLMHeadModel
+
+from models import accounting
+from models.base import ArchModel
+from models.registry import ModelContext, Size, Variant, register
+
+PRESETS = {
+    # gpt2's shapes (xs with d_ff = 3d); non-embedding params (vocab 2048, context 128) in comments
+    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=96),  # 24k (d_ff 3d: the 1.5-decade span)
+    "s": dict(d_model=64, n_layer=2, n_head=4),     # 106k
+    "m": dict(d_model=96, n_layer=3, n_head=4),     # 348k
+    "l": dict(d_model=128, n_layer=4, n_head=4),    # 812k
+    "xl": dict(d_model=192, n_layer=6, n_head=6),   # 2.7M
+}
+
+
+def bert_config(size: Size, ctx: ModelContext, **kw) -> BertConfig:
+    """The BertConfig of a size (shared by bert_causal and bert_mlm)."""
+    config = BertConfig(
+        vocab_size=ctx.vocab_size,
+        hidden_size=size.d_model,
+        num_hidden_layers=size.n_layer,
+        num_attention_heads=size.n_head,
+        intermediate_size=size.d_ff,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=ctx.seq_len,
+        type_vocab_size=1,
+        pad_token_id=ctx.pad_id,
+        bos_token_id=ctx.bos_id,
+        eos_token_id=ctx.eos_id,
+        tie_word_embeddings=True,
+        **kw,
+    )
+    config._attn_implementation = "sdpa"
+    return config
+
+
+class BertCausal(ArchModel):
+    objective = "causal"
+
+    def __init__(self, size: Size, ctx: ModelContext):
+        super().__init__(size, ctx)
+        self.hf = BertLMHeadModel(bert_config(size, ctx, is_decoder=True))
+
+    def logits(self, input_ids):
+        return self.hf(input_ids=input_ids).logits  # (B, T, V)
+
+    def training_loss(self, input_ids, generator=None):
+        return self.hf(input_ids=input_ids, labels=input_ids).loss  # shifted inside HF
+
+    def embedding_parameters(self):
+        e = self.hf.bert.embeddings
+        return [e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight]
+
+
+register(Variant(
+    name="bert_causal",
+    objective="causal",
+    build=BertCausal,
+    presets=PRESETS,
+    source_file=__file__,
+    description="BERT decoder (transformers.BertLMHeadModel, is_decoder=True, tied head)",
+    account=accounting.bert_causal,
+))
