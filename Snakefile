@@ -7,7 +7,12 @@ sys.path.insert(0, workflow.basedir)
 from training.study import StudyError, load_study
 
 
-configfile: "config/config.yaml"
+# The default study, unless a study is given with --configfile: then that file (plus schema
+# defaults) is the whole study, not merged into the default one.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 try:

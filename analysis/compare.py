@@ -119,9 +119,11 @@ def _inverse_c(params: np.ndarray, loss: np.ndarray) -> np.ndarray:
         return np.where(loss > e, cc * (loss - e) ** (-1.0 / a), np.inf)
 
 
-def crossovers(fitted: dict, opts, n_grid: int = 512) -> pd.DataFrame:
+def crossovers(fitted: dict, opts, c_at: float | None = None, n_grid: int = 512) -> pd.DataFrame:
     """Same-objective pairs: where the fitted frontiers cross in the shared observed compute range, and
-    the compute multiplier B needs to reach A's loss at the geometric middle of that range."""
+    the compute multiplier B needs to reach A's loss at ``c_at`` (default: the geometric middle of
+    that range; a stated c_at outside it is noted as extrapolated)."""
+    stated = c_at
     q = 50 * (1 - opts.ci_level)
     rows = []
     for form in FORMS:
@@ -140,7 +142,9 @@ def crossovers(fitted: dict, opts, n_grid: int = 512) -> pd.DataFrame:
             pa = np.array([[fa.alpha, fa.x_c, fa.E]])
             pb = np.array([[fb.alpha, fb.x_c, fb.E]])
             x = _first_crossing(_curves(pa, logc) - _curves(pb, logc), logc)[0]
-            c_at = float(np.sqrt(lo * hi))
+            c_at = float(np.sqrt(lo * hi)) if stated is None else float(stated)
+            if not lo <= c_at <= hi:
+                row["note"] = "c_at outside the shared observed range: multiplier is extrapolated"
             loss_at = float(fa.predict(c_at))
             mult = float(_inverse_c(pb, np.array([loss_at]))[0] / c_at)
             row.update(crossover_c=np.exp(x), crossover_verdict="crossover" if np.isfinite(x) else NO_CROSSOVER,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy.optimize import least_squares, nnls
-from scipy.special import huber, logsumexp
+from scipy.special import huber
 
 ALPHA_MAX = 10.0
 
@@ -216,17 +216,23 @@ def fit_form(form: str, x, loss, x_name="C", delta=1e-3, start=None) -> PowerLaw
 
 
 # ---------------------------------------------------------------- Chinchilla Approach 3
-def _a3_residuals(theta, lN, lD, ly):
+def _a3_terms(theta, lN, lD):
     e, a, b, alpha, beta = theta
-    terms = np.stack([a - alpha * lN, b - beta * lD, np.full_like(lN, e)])
-    return logsumexp(terms, axis=0) - ly
+    t1, t2 = a - alpha * lN, b - beta * lD
+    m = np.maximum(np.maximum(t1, t2), e)
+    w1, w2, w3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(e - m)
+    s = w1 + w2 + w3
+    return m + np.log(s), w1 / s, w2 / s, w3 / s
+
+
+def _a3_residuals(theta, lN, lD, ly):
+    """log(E + A N^-alpha + B D^-beta) - log L, with (e, a, b) = log(E, A, B)."""
+    return _a3_terms(theta, lN, lD)[0] - ly
 
 
 def _a3_jac(theta, lN, lD, ly):
-    e, a, b, alpha, beta = theta
-    terms = np.stack([a - alpha * lN, b - beta * lD, np.full_like(lN, e)])
-    w = np.exp(terms - logsumexp(terms, axis=0))
-    return np.column_stack([w[2], w[0], w[1], -lN * w[0], -lD * w[1]])
+    _, w1, w2, w3 = _a3_terms(theta, lN, lD)
+    return np.column_stack([w3, w1, w2, -lN * w1, -lD * w2])
 
 
 def _a3_starts(N, D, L, delta, k=4, grid=np.linspace(0.05, 1.5, 30)):
@@ -254,28 +260,39 @@ def _a3_starts(N, D, L, delta, k=4, grid=np.linspace(0.05, 1.5, 30)):
 
 
 def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = None, n_starts: int = 4,
-                  tol: float = 1e-12) -> Approach3Fit:
-    """Chinchilla Approach 3 by Huber loss (delta on log-loss residuals, summed over points)."""
+                  tol: float = 1e-12, max_nfev: int = 2000, scan: bool = True) -> Approach3Fit:
+    """Chinchilla Approach 3 by Huber loss (delta on log-loss residuals, summed over points).
+
+    Starts: ``start`` (warm start) if given, then -- when there is none, it fails, and ``scan`` --
+    the ``n_starts`` best distinct exponent pairs of the variable-projection scan.
+    """
     N, D, L = (np.asarray(v, float) for v in (N, D, loss))
     ok = np.isfinite(N) & np.isfinite(D) & np.isfinite(L) & (N > 0) & (D > 0) & (L > 0)
     N, D, L = N[ok], D[ok], L[ok]
     if L.size < 6 or np.unique(N).size < 2 or np.unique(D).size < 2:
         raise FitError(f"Approach 3 needs >= 6 points with 2+ distinct N and D, got {L.size}")
     lN, lD, ly = np.log(N), np.log(D), np.log(L)
+    # log E >= -12 keeps a vanishing E (pure power-law data) from drifting to -inf; exponents in [0, 5]
+    lower, upper = [-12.0, -np.inf, -np.inf, 0.0, 0.0], [float(ly.max()) + 1.0, np.inf, np.inf, 5.0, 5.0]
+
     def polish(starts):
         best = None
         for s in starts:
-            r = least_squares(_a3_residuals, np.asarray(s, float), jac=_a3_jac, args=(lN, lD, ly), loss="huber",
+            s = np.clip(np.nan_to_num(np.asarray(s, float), neginf=-12.0), lower, upper)
+            r = least_squares(_a3_residuals, s, jac=_a3_jac, args=(lN, lD, ly), loss="huber", bounds=(lower, upper),
                               f_scale=delta, x_scale="jac", method="trf", ftol=tol, xtol=tol, gtol=tol,
-                              max_nfev=2000)
+                              max_nfev=max_nfev)
             if best is None or r.cost < best.cost:
                 best = r
-        good = best is not None and np.all(np.isfinite(best.x)) and best.x[3] > 0 and best.x[4] > 0
+        good = (best is not None and best.status > 0 and np.all(np.isfinite(best.x)) and best.x[3] > 0
+                and best.x[4] > 0)
         return best if good else None
 
     # warm start (bootstrap resamples) first; the variable-projection scan when there is none or it fails
-    best = polish([(np.log(start.E), np.log(start.A), np.log(start.B), start.alpha, start.beta)]) if start else None
-    if best is None:
+    with np.errstate(divide="ignore"):
+        warm = [(np.log(start.E), np.log(start.A), np.log(start.B), start.alpha, start.beta)] if start else []
+    best = polish(warm) if warm else None
+    if best is None and scan:
         best = polish(_a3_starts(N, D, L, delta, k=n_starts))
     if best is None:
         raise FitError("Approach 3 fit did not converge to positive exponents")
@@ -287,7 +304,8 @@ def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = 
 
 def bootstrap_approach3(fit: Approach3Fit, N, D, loss, clusters, n_boot: int, rng: np.random.Generator,
                         delta: float = 1e-3) -> Approach3Fit:
-    """Resample clusters (e.g. runs; a point per cluster for Chinchilla) with replacement, refit."""
+    """Resample clusters (e.g. runs; a point per cluster for Chinchilla) with replacement, refit from the
+    full-data optimum; a resample whose refit does not converge in 200 evaluations counts as failed."""
     N, D, L, clusters = (np.asarray(v) for v in (N, D, loss, clusters))
     ids, inverse = np.unique(clusters, return_inverse=True)
     members = [np.flatnonzero(inverse == i) for i in range(ids.size)]
@@ -295,7 +313,7 @@ def bootstrap_approach3(fit: Approach3Fit, N, D, loss, clusters, n_boot: int, rn
     for k, pick in enumerate(rng.integers(0, ids.size, size=(n_boot, ids.size))):
         rows = np.concatenate([members[i] for i in pick])
         try:
-            f = fit_approach3(N[rows], D[rows], L[rows], delta, start=fit, tol=1e-10)
+            f = fit_approach3(N[rows], D[rows], L[rows], delta, start=fit, tol=1e-10, max_nfev=200, scan=False)
         except FitError:
             continue
         draws[k] = list(f.params().values())

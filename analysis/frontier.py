@@ -15,10 +15,11 @@ class RunCurves:
     size_rank: tuple  # 0 = smallest (by params_total)
     logc: tuple  # per run: np.ndarray of log compute (strictly increasing)
     logl: tuple  # per run: np.ndarray of log loss
+    raw: tuple = ()  # per run: (compute, loss) as given, for exact envelope points
 
     @classmethod
     def from_table(cls, curves: pd.DataFrame, compute: str) -> "RunCurves":
-        runs, sizes, params, logc, logl = [], [], [], [], []
+        runs, sizes, params, logc, logl, raw = [], [], [], [], [], []
         for run, g in curves.groupby("run", sort=True):
             g = g.sort_values(compute).drop_duplicates(compute, keep="last")
             runs.append(run)
@@ -26,13 +27,15 @@ class RunCurves:
             params.append(g["params_total"].iloc[0])
             logc.append(np.log(g[compute].to_numpy(float)))
             logl.append(np.log(g["loss"].to_numpy(float)))
+            raw.append((g[compute].to_numpy(float), g["loss"].to_numpy(float)))
         order = {p: i for i, p in enumerate(sorted(set(params)))}
-        return cls(tuple(runs), tuple(sizes), tuple(order[p] for p in params), tuple(logc), tuple(logl))
+        return cls(tuple(runs), tuple(sizes), tuple(order[p] for p in params), tuple(logc), tuple(logl), tuple(raw))
 
     def subset(self, idx) -> "RunCurves":
         idx = sorted(set(int(i) for i in idx))
         pick = lambda seq: tuple(seq[i] for i in idx)
-        return RunCurves(pick(self.runs), pick(self.sizes), pick(self.size_rank), pick(self.logc), pick(self.logl))
+        return RunCurves(pick(self.runs), pick(self.sizes), pick(self.size_rank), pick(self.logc), pick(self.logl),
+                         pick(self.raw) if self.raw else ())
 
     def __len__(self):
         return len(self.runs)
@@ -75,8 +78,8 @@ def envelope_points(rc: RunCurves) -> pd.DataFrame:
         others[i] = np.nan
         best_other = np.nanmin(np.where(np.isnan(others), np.inf, others), axis=0)
         on = l <= best_other
-        rows.append(pd.DataFrame({"run": rc.runs[i], "size": rc.sizes[i],
-                                  "compute": np.exp(c[on]), "loss": np.exp(l[on])}))
+        comp, loss = rc.raw[i] if rc.raw else (np.exp(c), np.exp(l))
+        rows.append(pd.DataFrame({"run": rc.runs[i], "size": rc.sizes[i], "compute": comp[on], "loss": loss[on]}))
     if not rows:
         return pd.DataFrame(columns=["run", "size", "compute", "loss"])
     return pd.concat(rows, ignore_index=True).sort_values("compute", kind="stable").reset_index(drop=True)

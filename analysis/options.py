@@ -21,6 +21,11 @@ class AnalysisOptions:
     noise_floor_default: float = 0.01
     seed: int = 0  # seed for numpy.random.default_rng in the CLI / workflow
     n_jobs: int = 1  # joblib workers for bootstrap fits
+    n_boot_approach3: int | None = None  # resamples for the Approach-3 fit (None: n_boot); its costliest part
+
+    @property
+    def n_boot_a3(self) -> int:
+        return self.n_boot if self.n_boot_approach3 is None else self.n_boot_approach3
 
     def __post_init__(self):
         def bad(name, rule):
@@ -46,5 +51,8 @@ class AnalysisOptions:
             bad("noise_floor_default", "use a non-negative loss difference in nats")
         if not (isinstance(self.seed, int) and self.seed >= 0):
             bad("seed", "use a non-negative integer")
+        if not (self.n_boot_approach3 is None or (isinstance(self.n_boot_approach3, int)
+                                                  and self.n_boot_approach3 >= 0)):
+            bad("n_boot_approach3", "use None (same as n_boot) or an integer >= 0")
         if not (isinstance(self.n_jobs, int) and self.n_jobs != 0):
             bad("n_jobs", "use a positive integer or -1 for all cores")

@@ -13,6 +13,7 @@ from .compare import fits_from_tables  # noqa: E402
 from .table import validate_curves  # noqa: E402
 
 COMPUTE_LABEL = "compute (FLOPs)"
+PARAMS_LABEL = "non-embedding parameters"
 LOSS_LABEL = "eval loss (nats/token)"
 FORM_STYLE = {"pure": ("--", "pure power law"), "eterm": (":", "E + power law")}
 
@@ -28,6 +29,14 @@ def _axes(ax):
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4.5))
     return ax.figure, ax
+
+
+def _log_loss_axis(ax):
+    """Log y axis for losses with plain-number tick labels (2.5, 3, 4 rather than 3x10^0)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
 def _fit_band(ax, fit, c, colour, style, label, ci_level):
@@ -65,7 +74,8 @@ def plot_learning_curves(curves, tables: dict, variant: str, compute: str = "flo
             fit = fitted[(variant, form)][1]
             c = np.geomspace(*fit.x_range, 100)
             _fit_band(ax, fit, c, colour, style, f"{label} (alpha={fit.alpha:.3f})", ci_level)
-    ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=LOSS_LABEL, title=f"{variant}")
+    ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=LOSS_LABEL, title=f"{variant}")
+    _log_loss_axis(ax)
     ax.legend(fontsize=7, frameon=False)
     return fig
 
@@ -77,8 +87,8 @@ def plot_frontiers(tables: dict, objective: str, ax=None, palette=None):
     palette = palette or variant_palette(grid["variant"])
     for v, g in grid[grid["objective"] == objective].groupby("variant"):
         ax.plot(g["compute"], g["loss"], "-", color=palette[v], lw=2, label=v)
-    ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=LOSS_LABEL,
-           title=f"frontiers, objective {objective}")
+    ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=LOSS_LABEL, title=f"frontiers, objective {objective}")
+    _log_loss_axis(ax)
     ax.legend(fontsize=8, frameon=False)
     return fig
 
@@ -89,7 +99,9 @@ def plot_exponent_forest(fits: pd.DataFrame, ax=None, palette=None):
     f = fits[(fits["status"] == "ok") & fits["form"].isin(FORM_STYLE)].sort_values(["objective", "variant", "form"])
     palette = palette or variant_palette(fits["variant"])
     for y, (_, r) in enumerate(f.iterrows()):
-        err = [[r["alpha"] - r["alpha_lo"]], [r["alpha_hi"] - r["alpha"]]] if pd.notna(r["alpha_lo"]) else None
+        # a percentile interval need not contain the point estimate: clip the bar lengths at 0
+        err = ([[max(r["alpha"] - r["alpha_lo"], 0.0)], [max(r["alpha_hi"] - r["alpha"], 0.0)]]
+               if pd.notna(r["alpha_lo"]) else None)
         ax.errorbar(r["alpha"], y, xerr=err, fmt="o" if r["form"] == "eterm" else "s", color=palette[r["variant"]],
                     capsize=3)
     ax.set_yticks(range(len(f)), [f"{r.variant} [{r.objective}] {r.form}" for r in f.itertuples()], fontsize=7)
@@ -109,10 +121,13 @@ def plot_delta_alpha_matrix(pairs: pd.DataFrame, form: str = "eterm", ax=None):
         m.loc[r.variant_a, r.variant_b], m.loc[r.variant_b, r.variant_a] = r.delta_alpha, -r.delta_alpha
         mark = "*" if r.verdict == "steeper" else ""
         marks.loc[r.variant_a, r.variant_b] = marks.loc[r.variant_b, r.variant_a] = mark
-    annot = m.map(lambda v: "" if pd.isna(v) else f"{v:+.3f}") + marks
     lim = float(np.nanmax(np.abs(m.to_numpy()))) if m.notna().any().any() else 1.0
-    sns.heatmap(m, annot=annot, fmt="", cmap="vlag", center=0, vmin=-lim, vmax=lim, ax=ax,
-                cbar_kws={"label": "alpha(row) - alpha(col)"}, annot_kws={"fontsize": 7})
+    im = ax.imshow(m.to_numpy(float), cmap="vlag", vmin=-lim, vmax=lim)
+    for i, j in np.argwhere(m.notna().to_numpy()):
+        ax.text(j, i, f"{m.iat[i, j]:+.3f}{marks.iat[i, j]}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    fig.colorbar(im, ax=ax, label="alpha(row) - alpha(col)")
     ax.set_title(f"delta alpha ({form}); * = steeper after Holm")
     return fig
 
@@ -135,6 +150,25 @@ def plot_extrapolation(extrap: pd.DataFrame, ax=None, palette=None):
     return fig
 
 
+def plot_loss_vs_params(curves, tables: dict, ax=None, palette=None):
+    """Final loss of every used run against non-embedding parameters, with the L(N) power-law fits."""
+    fig, ax = _axes(ax)
+    runs = tables["runs"]
+    runs = runs[runs["used"].astype(bool)]
+    palette = palette or variant_palette(runs["variant"])
+    ln = tables.get("ln_fits", pd.DataFrame(columns=["variant", "n_measure", "status"]))
+    for v, g in runs.groupby("variant"):
+        ax.plot(g["params_nonembedding"], g["final_loss"], "o", color=palette[v], label=v)
+        f = ln[(ln["variant"] == v) & (ln["n_measure"] == "nonembedding") & (ln["status"] == "ok")]
+        if len(f):
+            n = np.geomspace(g["params_nonembedding"].min(), g["params_nonembedding"].max(), 50)
+            ax.plot(n, (f["N_c"].iloc[0] / n) ** f["alpha"].iloc[0], "--", color=palette[v], lw=1)
+    ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=f"final {LOSS_LABEL}", title="L(N), final losses")
+    _log_loss_axis(ax)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
 def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 0.95) -> dict:
     """{file stem: Figure} for every standard figure (what the CLI and the workflow save)."""
     curves = validate_curves(curves)
@@ -143,6 +177,7 @@ def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 
             for v in sorted(curves["variant"].unique())}
     for obj in sorted(tables["frontier_grid"]["objective"].unique()):
         figs[f"frontiers_{obj}"] = plot_frontiers(tables, obj, palette=palette)
+    figs["loss_vs_params"] = plot_loss_vs_params(curves, tables, palette=palette)
     figs["exponent_forest"] = plot_exponent_forest(tables["fits"], palette=palette)
     for form in FORM_STYLE:
         if (tables["pairs"]["form"] == form).any():

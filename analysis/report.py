@@ -330,7 +330,8 @@ def build_report(inp: ReportInputs) -> bytes:
         pdf.table(ranking(inp.alt_fits, form_main))
     ln = inp.tables.get("ln_fits", pd.DataFrame())
     if not ln.empty:
-        pdf.para("L(N) on final losses, with total and with non-embedding N:")
+        pdf.para("L(N) on final losses, with total and with non-embedding N (the parameter count changes the exponent):")
+        pdf.figure(inp.figures.get("loss_vs_params"), width=120)
         pdf.table(pd.DataFrame({"variant": ln["variant"], "N": ln["n_measure"], "status": ln["status"],
                                 "alpha_N [95% CI]": [ci(x, "alpha") for x in ln.to_dict("records")]}))
 

@@ -198,8 +198,8 @@ def fit_variant(g: pd.DataFrame, opts: AnalysisOptions, base: int):
                               opts.grid_points, opts.huber_delta, opts.n_jobs)
     try:
         a3 = fit_approach3(g["params_total"], g["tokens"], g["loss"], opts.huber_delta)
-        if opts.n_boot:
-            a3 = bootstrap_approach3(a3, g["params_total"], g["tokens"], g["loss"], g["run"], opts.n_boot,
+        if opts.n_boot_a3:
+            a3 = bootstrap_approach3(a3, g["params_total"], g["tokens"], g["loss"], g["run"], opts.n_boot_a3,
                                      variant_rng(base, variant, STREAM_A3), opts.huber_delta)
         fits["approach3"] = a3
     except FitError as e:

@@ -82,7 +82,10 @@ def validate_curves(df) -> pd.DataFrame:
                                   f"use one of {', '.join(STATUSES)}")
     else:
         out["status"] = "ok"
-    if "run" in out.columns and out["run"].notna().all():
+    if "run" in out.columns:
+        if out["run"].isna().any():
+            raise CurveTableError(f"curve table column 'run' has {int(out['run'].isna().sum())} missing value(s); "
+                                  "fill them or drop the column to derive run ids from variant/size/seed/lr")
         out["run"] = out["run"].astype(str)
     else:
         lr = ("_lr" + out["lr"].map("{:g}".format)) if "lr" in out.columns else ""

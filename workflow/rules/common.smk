@@ -29,6 +29,14 @@ def source_hash(*paths):
     return h.hexdigest()[:16]
 
 
+# analysis code each stage runs: the statistics (frontier, fit, compare), figures, the report
+STATS_CODE = tuple(
+    f"analysis/{m}.py" for m in ("__init__", "bootstrap", "compare", "fits", "frontier", "io", "options", "stages", "table")
+)
+FIGURES_CODE = STATS_CODE + ("analysis/plots.py",)
+REPORT_CODE = ("analysis/report.py", "analysis/compare.py", "analysis/options.py", "analysis/io.py")
+
+
 def run_of(wildcards):
     return RUNS[f"{wildcards.variant}/{wildcards.size}/seed{wildcards.seed}_lr{wildcards.lr}"]
 
@@ -100,11 +108,11 @@ def figure_stems():
     stems = [f"curves_{v}" for v in VARIANTS] + [f"frontiers_{o}" for o in objectives] + ["exponent_forest"]
     if len(VARIANTS) > 1:
         stems += ["delta_alpha_pure", "delta_alpha_eterm"]
-    return stems + ["extrapolation"]
+    return stems + ["extrapolation", "loss_vs_params"]
 
 
 def figure_caption(stem):
-    return f"../report/{stem.split('_')[0]}.rst"
+    return f"../report/{stem.rsplit('_', 1)[0] if stem.startswith(('curves_', 'frontiers_')) else stem}.rst"
 
 
 def figure_outputs():
@@ -136,5 +144,8 @@ def analysis_tables(wildcards=None):
 
 
 ENV = "../../environment.yml"
-FRONTIER_TABLES = {name: f"{RESULTS}/analysis/frontier/{name}.csv" for name in ("frontier_points", "frontier_grid", "frontier_summary")}
+FRONTIER_TABLES = {
+    name: f"{RESULTS}/analysis/frontier/{name}.csv"
+    for name in ("frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
+}
 COMPARE_TABLES = {name: f"{RESULTS}/analysis/compare/{name}.csv" for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")}

@@ -9,7 +9,7 @@ rule compare:
         **COMPARE_TABLES,
     params:
         analysis=analysis_params(),
-        code=source_hash("analysis"),
+        code=source_hash(*STATS_CODE),
     conda:
         ENV
     log:

@@ -11,7 +11,7 @@ rule fit:
         ln_fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/ln_fits.csv",
     params:
         analysis=fit_analysis_params,
-        code=source_hash("analysis"),
+        code=source_hash(*STATS_CODE),
     threads: 1
     conda:
         ENV

@@ -25,7 +25,7 @@ rule frontier:
         **FRONTIER_TABLES,
     params:
         analysis=analysis_params(),
-        code=source_hash("analysis"),
+        code=source_hash(*STATS_CODE),
     conda:
         ENV
     log:

@@ -9,7 +9,7 @@ rule figures:
     params:
         ci_level=config["analysis"]["ci_level"],
         compute=config["analysis"]["compute"],
-        code=source_hash("analysis"),
+        code=source_hash(*FIGURES_CODE),
     conda:
         ENV
     log:
@@ -21,7 +21,7 @@ rule figures:
 rule report:
     input:
         unpack(analysis_tables),
-        runs=rules.curves.output.runs,
+        run_records=rules.curves.output.runs,
         figures=rules.figures.output,
         alt_fits=fit_tables(alt_compute())["fits"],
         job_benchmarks=train_benchmarks,
@@ -29,7 +29,7 @@ rule report:
         pdf=report(f"{RESULTS}/report/report.pdf", caption="../report/report.rst", category="report"),
     params:
         config=config,
-        code=source_hash("analysis"),
+        code=source_hash(*REPORT_CODE),
     conda:
         ENV
     log:

@@ -35,8 +35,8 @@ def job_runtimes(paths):
     return pd.DataFrame(rows)
 
 
-runs = pd.read_csv(snakemake.input.runs)
-skip = {"runs", "figures", "alt_fits", "job_benchmarks", "curves"}
+runs = pd.read_csv(snakemake.input.run_records)
+skip = {"run_records", "figures", "alt_fits", "job_benchmarks", "curves"}
 tables = {name: read(paths) for name, paths in snakemake.input.items() if name not in skip}
 packages = ["torch", "transformers", "tokenizers", "snakemake", "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "fpdf2"]
 environment = {
