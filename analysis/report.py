@@ -284,7 +284,8 @@ def build_report(inp: ReportInputs) -> bytes:
         pdf.h1(f"2.{i} Variant {v} (objective: {obj})")
         pdf.figure(inp.figures.get(f"curves_{v}"), width=165)
         r = inp.runs[inp.runs["variant"] == v].sort_values("params_nonembedding")
-        cols = {"run": "run", "size": "size", "params_total": "params", "params_nonembedding": "non-emb. params",
+        cols = {"size": "size", "seed": "seed", "lr": "lr", "params_total": "params",
+                "params_nonembedding": "non-emb. params", "flops": "FLOPs", "flops_6n": "6N FLOPs",
                 "final_loss": "final loss", "status": "status"}
         if r["causal_leak"].notna().any():
             cols["causal_leak"] = "leak probe"

@@ -40,7 +40,8 @@ def crafted(root, tmp_path_factory):
     runs = pd.DataFrame({
         "run": last["run"], "variant": last["variant"], "objective": last["objective"], "size": last["size"],
         "seed": 0, "lr": 0.002, "status": last["status"], "params_total": last["params_total"],
-        "params_nonembedding": last["params_nonembedding"], "final_loss": last["loss"],
+        "params_nonembedding": last["params_nonembedding"], "final_loss": last["loss"], "tokens": last["tokens"],
+        "flops": last["flops"], "flops_6n": last["flops_6n"],
         "causal_leak": np.where(last["variant"] == "reformer", 0.03, np.nan),
         "diverged_step": np.where(last["status"] == "diverged", 17, np.nan),
         "device": "cpu (test)", "elapsed_s": 1.0, "corpus_sha256": "ab" * 32,
@@ -71,6 +72,8 @@ def test_report_has_every_section_variant_ci_and_caveat(crafted):
         assert section in text, section
     for variant in ("gpt2", "reformer", "bert_mlm", "tiny"):
         assert f"Variant {variant}" in text
+    for column in ("params", "non-emb. params", "FLOPs", "6N FLOPs", "leak probe"):
+        assert column in text, column
     fits = crafted.tables["fits"]
     for row in fits[(fits["form"] == "pure") & (fits["status"] == "ok")].to_dict("records"):
         assert ci(row, "alpha") in flat, (row["variant"], ci(row, "alpha"))

@@ -41,8 +41,10 @@ def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
             curve[key] = info[key]
         curve["run"] = run_id
         curves.append(curve)
-        final = curve["loss"].iloc[-1] if len(curve) else float("nan")
-        runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS}, "final_loss": final,
+        last = curve.iloc[-1] if len(curve) else {}
+        runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS},
+                     **{k: last.get(k, float("nan")) for k in ("tokens", "flops", "flops_6n")},
+                     "final_loss": last.get("loss", float("nan")),
                      "size_config": json.dumps(info.get("size_config", {}), sort_keys=True)})
     table = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     front = ["variant", "objective", "size", "seed", "lr", "run", "status", "params_total", "params_nonembedding",

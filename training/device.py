@@ -18,8 +18,8 @@ def pick_device(preference: str = "auto") -> torch.device:
     if preference == "cuda" and not torch.cuda.is_available():
         raise InputError("training.device='cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     if preference in ("auto", "cuda") and torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.fp32_precision = "tf32"  # TF32 matmuls and convolutions
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
         return torch.device("cuda")
     return torch.device("cpu")
 
