@@ -164,6 +164,7 @@ def plot_loss_vs_params(curves, tables: dict, ax=None, palette=None):
             n = np.geomspace(g["params_nonembedding"].min(), g["params_nonembedding"].max(), 50)
             ax.plot(n, (f["N_c"].iloc[0] / n) ** f["alpha"].iloc[0], "--", color=palette[v], lw=1)
     ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=f"final {LOSS_LABEL}", title="L(N), final losses")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # scans span > 1 decade: majors suffice
     _log_loss_axis(ax)
     ax.legend(fontsize=8, frameon=False)
     return fig

@@ -110,12 +110,20 @@ class _PDF(FPDF):
                     row.cell(v if isinstance(v, str) else fmt(v))
         self.ln(2)
 
-    def figure(self, path, width=170):
-        if path and Path(path).is_file():
-            if self.get_y() + width * 0.62 > self.h - 20:
-                self.add_page()
-            self.image(str(path), w=width, x=(self.w - width) / 2)
-            self.ln(2)
+    def figure(self, path, width=170, title=None):
+        """A figure (and its heading) kept together on one page."""
+        if not (path and Path(path).is_file()):
+            return
+        from PIL import Image
+
+        with Image.open(path) as im:
+            height = width * im.height / im.width
+        if self.get_y() + height + (8 if title else 0) > self.h - 15:
+            self.add_page()
+        if title:
+            self.h2(title)
+        self.image(str(path), w=width, x=(self.w - width) / 2)
+        self.ln(2)
 
 
 # -- section content ------------------------------------------------------------------------------
@@ -301,13 +309,13 @@ def build_report(inp: ReportInputs) -> bytes:
     pdf.add_page()
     pdf.h1("3 Comparison")
     for stem in sorted(k for k in inp.figures if k.startswith("frontiers_")):
-        pdf.h2(f"All frontiers: objective {stem.split('_', 1)[1]}")
-        pdf.figure(inp.figures[stem], width=150)
-    pdf.h2("Exponent forest plot")
-    pdf.figure(inp.figures.get("exponent_forest"), width=150)
-    pdf.h2("Pairwise exponent differences")
-    for stem in sorted(k for k in inp.figures if k.startswith("delta_alpha_")):
-        pdf.figure(inp.figures[stem], width=120)
+        pdf.figure(inp.figures[stem], width=140, title=f"All frontiers: objective {stem.split('_', 1)[1]}")
+    pdf.figure(inp.figures.get("exponent_forest"), width=140, title="Exponent forest plot")
+    deltas = sorted(k for k in inp.figures if k.startswith("delta_alpha_"))
+    for i, stem in enumerate(deltas):
+        pdf.figure(inp.figures[stem], width=110, title="Pairwise exponent differences" if i == 0 else None)
+    if not deltas:
+        pdf.h2("Pairwise exponent differences")
     pdf.table(pairs[["form", "variant_a", "variant_b", "delta_alpha", "delta_lo", "delta_hi", "p_holm", "verdict"]]
               if not pairs.empty else pairs)
     pdf.h2("Crossovers and compute multipliers")

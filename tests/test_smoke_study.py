@@ -132,3 +132,13 @@ def test_changing_the_lr_grid_of_one_size_reruns_only_those_runs(root, study):
     jobs = _job_counts(out.stdout + out.stderr)
     assert jobs.get("train") == len(cfg["seeds"]), jobs  # only the new lr, once per seed
     assert "corpus" not in jobs and {"curves", "report"} <= set(jobs)
+
+
+def test_snakemake_html_report_contains_the_captioned_figures(root, study):
+    snakemake(root, study, "--report", "report.html")
+    html = (study / "report.html").read_text(errors="replace")
+    for caption in ("Learning curves of every run of one variant", "Fitted frontier exponent alpha",
+                    "Predicted versus actual frontier loss", "The full PDF report of the study"):
+        assert caption in html, caption
+    for stem in ("curves_gpt2", "curves_reformer", "frontiers_causal", "exponent_forest", "extrapolation"):
+        assert f"{stem}.png" in html, stem
