@@ -333,6 +333,12 @@ def build_report(inp: ReportInputs) -> bytes:
     pdf.para("Accounted FLOPs (projections, LM head, attention products over the real context) against the 6N "
              "approximation, summed over each variant's runs; a ratio above 1 means 6N under-charges the variant.")
     pdf.table(acc)
+    pdf.para("Matched sizes: non-embedding parameters of each size preset, per variant (scans are matched as "
+             "closely as the variants' shapes allow):")
+    sizes = inp.runs.drop_duplicates(["variant", "size"])
+    order = sizes.groupby("size")["params_nonembedding"].median().sort_values().index
+    matched = sizes.pivot(index="size", columns="variant", values="params_nonembedding").reindex(order)
+    pdf.table(matched.map(lambda n: f"{int(n):,}" if pd.notna(n) else "-").reset_index())
     if inp.alt_fits is not None and not inp.alt_fits.empty:
         alt_col = inp.alt_fits["compute"].iloc[0]
         pdf.para(f"Ranking with the other compute column ('{alt_col}'):")

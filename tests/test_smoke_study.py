@@ -142,3 +142,28 @@ def test_snakemake_html_report_contains_the_captioned_figures(root, study):
         assert caption in html, caption
     for stem in ("curves_gpt2", "curves_reformer", "frontiers_causal", "exponent_forest", "extrapolation"):
         assert f"{stem}.png" in html, stem
+
+
+def test_bring_your_own_runs_command_gives_the_pipelines_tables(study, tmp_path):
+    """`python -m analysis curves.csv` on the pipeline's learning-curve table reproduces the
+    pipeline's frontier, fit and comparison tables."""
+    cfg = yaml.safe_load((study / "config.yaml").read_text())
+    res = study / "results" / "analysis"
+    out = tmp_path / "byo"
+    subprocess.run([sys.executable, "-m", "analysis", str(res / "curves.csv"), "--out", str(out), "--no-figures",
+                    "--n-boot", str(cfg["analysis"]["n_boot"]), "--seed", "0"], check=True, cwd=Path(__file__).parents[1])
+    pipeline = {
+        "frontier_grid": pd.read_csv(res / "frontier" / "frontier_grid.csv"),
+        "frontier_summary": pd.read_csv(res / "frontier" / "frontier_summary.csv"),
+        "fits": pd.concat([pd.read_csv(p) for p in sorted(res.glob("fit/*/flops/fits.csv"))], ignore_index=True),
+        "pairs": pd.read_csv(res / "compare" / "pairs.csv"),
+        "crossovers": pd.read_csv(res / "compare" / "crossovers.csv"),
+        "tiers": pd.read_csv(res / "compare" / "tiers.csv"),
+        "extrapolation": pd.read_csv(res / "compare" / "extrapolation.csv"),
+    }
+    for name, ours in pipeline.items():
+        theirs = pd.read_csv(out / f"{name}.csv")
+        keys = [c for c in ("variant", "form", "variant_a", "variant_b", "size", "compute") if c in ours]
+        a = ours.sort_values(keys).reset_index(drop=True)
+        b = theirs.sort_values(keys).reset_index(drop=True)[a.columns]
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, obj=name)
