@@ -21,6 +21,7 @@ from fpdf.fonts import FontFace
 from .compare import NOT_DISTINGUISHABLE
 from .options import AnalysisOptions
 
+UNIGRAM_MARGIN = 0.25  # nats: a best loss closer than this to the unigram baseline is flagged
 SECTIONS = ("Summary", "Variants", "Comparison", "Compute accounting", "Extrapolation check",
             "Methods", "Caveats", "Appendix")
 PUBLISHED_SCALE = "Kaplan et al. (2020) fitted L(C) over 10^-8..10^1 PF-days with models of 10^3..10^9 parameters"
@@ -36,6 +37,7 @@ class ReportInputs:
     figures: dict                     # figure stem -> PNG path
     environment: dict = field(default_factory=dict)  # versions, commit, date, hardware
     job_runtimes: pd.DataFrame | None = None          # rule, job, seconds
+    baselines: dict = field(default_factory=dict)     # chance_loss, unigram_loss of the evaluation set
 
 
 def fmt(x, digits=3) -> str:
@@ -201,6 +203,16 @@ def caveats(inp: ReportInputs) -> list[str]:
             out.append(f"{r['variant']} ({r['form']} fit): {r['status']} - {r['note']}")
         elif r["n_runs"] < 5 and r["form"] == "pure":
             out.append(f"{r['variant']}: fits rest on {int(r['n_runs'])} runs; intervals from so few clusters are rough.")
+    unigram = inp.baselines.get("unigram_loss")
+    if unigram:
+        ok = inp.runs[(inp.runs["status"] == "ok") & inp.runs["objective"].isin(["causal", "masked"])]
+        for v, g in ok.groupby("variant"):
+            best = g["final_loss"].min()
+            if best > unigram - UNIGRAM_MARGIN:
+                out.append(f"{v}: its best run ends at {fmt(best)} nats, within {UNIGRAM_MARGIN} nats of the unigram "
+                           f"baseline ({fmt(unigram)} nats: held-out tokens scored by training-split token frequencies). "
+                           "At this budget it has learned little beyond token frequencies; its frontier and exponent "
+                           "describe that plateau, not the architecture's scaling.")
     div = inp.runs[inp.runs["status"] != "ok"]
     for r in div.to_dict("records"):
         out.append(f"{r['run']} diverged at step {r.get('diverged_step')} and is excluded from frontiers and fits.")
@@ -271,6 +283,8 @@ def build_report(inp: ReportInputs) -> bytes:
         f"{fmt(cfg['training']['tokens'])} tokens; {len(inp.runs)} runs, {fmt(total_flops)} accounted training FLOPs in all. "
         f"Hardware: {env.get('device', '?')}. Built {env.get('date', '?')} with archscale {env.get('version', '?')} "
         f"(commit {env.get('commit', '?')})."
+        + (f" Reference losses on the evaluation set: chance ln V = {fmt(inp.baselines['chance_loss'])} nats, unigram "
+           f"(token frequencies) {fmt(inp.baselines['unigram_loss'])} nats." if inp.baselines else "")
     )
     pdf.h2("1 Summary")
     pdf.para(f"Variants ranked by the exponent alpha of the pure power law L(C) = (C_c/C)^alpha on the frontier "

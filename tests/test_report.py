@@ -54,8 +54,11 @@ def crafted(root, tmp_path_factory):
     config = validate_config({"study_name": "crafted study", "variants": {
         v: {"sizes": sorted(curves.loc[curves["variant"] == v, "size"].unique())} for v in curves["variant"].unique()}},
         root / "workflow" / "schemas" / "config.schema.yaml")
+    # the masked variant sits just under the unigram baseline: flagged as not having learned beyond it
+    unigram = float(runs.loc[runs["variant"] == "bert_mlm", "final_loss"].min()) + 0.05
     return ReportInputs(config=config, curves=curves, runs=runs, tables=tables, alt_fits=alt, figures=figures,
-                        environment={"date": "2026-11-23", "commit": "test", "device": "cpu (test)"})
+                        environment={"date": "2026-11-23", "commit": "test", "device": "cpu (test)"},
+                        baselines={"chance_loss": 7.62, "unigram_loss": unigram})
 
 
 def pdf_text(data: bytes) -> str:
@@ -81,6 +84,9 @@ def test_report_has_every_section_variant_ci_and_caveat(crafted):
     assert "gpt2/xl2/seed0_lr0.002 diverged at step 17" in flat
     assert "reformer: measured causal leak" in flat
     assert "Tiny scale" in flat
+    assert "bert_mlm: its best run ends at" in flat and "unigram baseline" in flat
+    gpt2_best = crafted.runs.loc[(crafted.runs["variant"] == "gpt2") & (crafted.runs["status"] == "ok"), "final_loss"].min()
+    assert ("gpt2: its best run ends at" in flat) == (gpt2_best > crafted.baselines["unigram_loss"] - 0.25)
     assert "not bracketed" in flat
     tiny = fits[(fits["variant"] == "tiny") & (fits["form"] == "pure")].iloc[0]
     assert tiny["status"] != "ok" and "tiny (pure fit)" in flat

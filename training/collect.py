@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from training.errors import InputError
@@ -17,6 +18,17 @@ from training.errors import InputError
 RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "status", "diverged_step", "steps_done",
               "params_total", "params_nonembedding", "causal_leak", "device", "threads", "elapsed_s",
               "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256")
+
+
+def baselines(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int) -> dict:
+    """Reference losses every objective should beat: chance (ln V) and the unigram baseline,
+    the cross-entropy of the held-out tokens under the training split's token frequencies
+    (add-one smoothed). A causal or masked LM near the unigram loss has learned token
+    frequencies, not language."""
+    counts = np.bincount(np.asarray(train_tokens), minlength=vocab_size).astype(float) + 1.0
+    p = counts / counts.sum()
+    return {"vocab_size": int(vocab_size), "chance_loss": float(np.log(vocab_size)),
+            "unigram_loss": float(-np.log(p[np.asarray(val_tokens)]).mean())}
 
 
 def read_run(run_dir) -> tuple[pd.DataFrame, dict]:

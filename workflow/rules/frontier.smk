@@ -5,9 +5,13 @@ rule curves:
     input:
         curves=all_curves,
         infos=all_run_infos,
+        meta=rules.tokenizer.output.meta,
+        train_tokens=rules.tokenizer.output.train,
+        val_tokens=rules.tokenizer.output.val,
     output:
         curves=f"{RESULTS}/analysis/curves.csv",
         runs=f"{RESULTS}/analysis/runs.csv",
+        baselines=f"{RESULTS}/analysis/baselines.json",
     params:
         code=source_hash("training/collect.py"),
     conda:

@@ -22,6 +22,7 @@ rule report:
     input:
         unpack(analysis_tables),
         run_records=rules.curves.output.runs,
+        baselines=rules.curves.output.baselines,
         figures=rules.figures.output,
         alt_fits=fit_tables(alt_compute())["fits"],
         job_benchmarks=train_benchmarks,

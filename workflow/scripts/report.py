@@ -3,6 +3,7 @@ from _common import setup
 
 log = setup(snakemake)
 import datetime  # noqa: E402
+import json  # noqa: E402
 import subprocess  # noqa: E402
 from importlib.metadata import version  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -36,7 +37,7 @@ def job_runtimes(paths):
 
 
 runs = pd.read_csv(snakemake.input.run_records)
-skip = {"run_records", "figures", "alt_fits", "job_benchmarks", "curves"}
+skip = {"run_records", "figures", "alt_fits", "job_benchmarks", "curves", "baselines"}
 tables = {name: read(paths) for name, paths in snakemake.input.items() if name not in skip}
 packages = ["torch", "transformers", "tokenizers", "snakemake", "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "fpdf2"]
 environment = {
@@ -57,6 +58,7 @@ inputs = ReportInputs(
     figures={Path(p).stem: p for p in snakemake.input.figures},
     environment=environment,
     job_runtimes=job_runtimes(list(snakemake.input.job_benchmarks)),
+    baselines=json.loads(Path(snakemake.input.baselines).read_text()),
 )
 pdf = build_report(inputs)
 write_file(snakemake.output.pdf, lambda tmp: Path(tmp).write_bytes(pdf))
