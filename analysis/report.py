@@ -213,6 +213,11 @@ def caveats(inp: ReportInputs) -> list[str]:
                            f"baseline ({fmt(unigram)} nats: held-out tokens scored by training-split token frequencies). "
                            "At this budget it has learned little beyond token frequencies; its frontier and exponent "
                            "describe that plateau, not the architecture's scaling.")
+    tiers = inp.tables.get("tiers", pd.DataFrame(columns=["variant", "tier"]))
+    for v, g in tiers.groupby("variant", sort=True):
+        if len(g) > 1 and g["tier"].nunique() == 1:
+            out.append(f"{v}: all {len(g)} sizes form one tier - no larger size beat the smallest by more than the noise "
+                       "floor, so its frontier is the smallest model's curve and its exponent is not a scaling result.")
     div = inp.runs[inp.runs["status"] != "ok"]
     for r in div.to_dict("records"):
         out.append(f"{r['run']} diverged at step {r.get('diverged_step')} and is excluded from frontiers and fits.")

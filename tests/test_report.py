@@ -101,3 +101,13 @@ def test_a_changed_fit_table_changes_the_report(crafted):
     changed = ReportInputs(**{**crafted.__dict__, "tables": {**crafted.tables, "fits": fits}})
     after = " ".join(pdf_text(build_report(changed)).split())
     assert "0.432 [0.401, 0.466]" in after and "0.432 [0.401, 0.466]" not in before
+
+
+def test_a_variant_whose_sizes_form_one_tier_is_called_out(crafted):
+    tiers = crafted.tables["tiers"].copy()
+    tiers.loc[tiers["variant"] == "reformer", "tier"] = 0
+    one_tier = ReportInputs(**{**crafted.__dict__, "tables": {**crafted.tables, "tiers": tiers}})
+    flat = " ".join(pdf_text(build_report(one_tier)).split())
+    n = int((tiers["variant"] == "reformer").sum())
+    assert f"reformer: all {n} sizes form one tier" in flat
+    assert "gpt2: all" not in flat
