@@ -33,6 +33,19 @@ include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 
+# Only training goes to a cluster; everything else is cheap and runs where Snakemake runs.
+localrules:
+    all,
+    corpus,
+    tokenizer,
+    curves,
+    frontier,
+    fit,
+    compare,
+    figures,
+    report,
+
+
 rule all:
     input:
         f"{RESULTS}/report/report.pdf",

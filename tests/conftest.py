@@ -26,3 +26,17 @@ def small_data(tmp_path_factory) -> Path:
     write_corpus(CorpusSpec(max_units=3000, units_per_doc=20, val_fraction=0.1), base / "corpus")
     write_tokens(base / "corpus", 512, base / "tokens")
     return base / "tokens"
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> Path:
+    """The smoke study (tests/smoke/config.yaml) run locally end to end, once per session;
+    the smoke tests and the SLURM test (which compares its tables with it) share it."""
+    import shutil
+
+    from snakemake_helpers import snakemake
+
+    work = tmp_path_factory.mktemp("smoke")
+    shutil.copy(ROOT / "tests" / "smoke" / "config.yaml", work / "config.yaml")
+    snakemake(ROOT, work)
+    return work

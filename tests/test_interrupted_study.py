@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from test_smoke_study import SNAKEMAKE, snakemake
+from snakemake_helpers import SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.e2e
 

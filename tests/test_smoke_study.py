@@ -1,7 +1,6 @@
 """The smoke study end to end through Snakemake, then the DAG's rerun behaviour."""
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,25 +11,14 @@ import pytest
 import yaml
 from pypdf import PdfReader
 
+from snakemake_helpers import snakemake
+
 pytestmark = pytest.mark.e2e
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-def snakemake(root, workdir, *args, config=None, check=True):
-    cmd = [SNAKEMAKE, "--snakefile", str(root / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-           "--configfile", str(config or workdir / "config.yaml"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
-def study(root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("smoke")
-    shutil.copy(root / "tests" / "smoke" / "config.yaml", work / "config.yaml")
-    snakemake(root, work)
-    return work
+def study(smoke_study):
+    return smoke_study
 
 
 def test_outputs_exist_and_curves_are_finite(study):
