@@ -31,6 +31,14 @@ def _axes(ax):
     return ax.figure, ax
 
 
+def _bar(center, lo, hi):
+    """errorbar lengths for an interval; a percentile interval need not contain the point
+    estimate, so the lengths are clipped at 0 (the bar then starts at the estimate)."""
+    if pd.isna(lo) or pd.isna(hi):
+        return None
+    return [[max(center - lo, 0.0)], [max(hi - center, 0.0)]]
+
+
 def _log_loss_axis(ax):
     """Log y axis for losses with plain-number tick labels (2.5, 3, 4 rather than 3x10^0)."""
     ax.set_yscale("log")
@@ -99,9 +107,7 @@ def plot_exponent_forest(fits: pd.DataFrame, ax=None, palette=None):
     f = fits[(fits["status"] == "ok") & fits["form"].isin(FORM_STYLE)].sort_values(["objective", "variant", "form"])
     palette = palette or variant_palette(fits["variant"])
     for y, (_, r) in enumerate(f.iterrows()):
-        # a percentile interval need not contain the point estimate: clip the bar lengths at 0
-        err = ([[max(r["alpha"] - r["alpha_lo"], 0.0)], [max(r["alpha_hi"] - r["alpha"], 0.0)]]
-               if pd.notna(r["alpha_lo"]) else None)
+        err = _bar(r["alpha"], r["alpha_lo"], r["alpha_hi"])
         ax.errorbar(r["alpha"], y, xerr=err, fmt="o" if r["form"] == "eterm" else "s", color=palette[r["variant"]],
                     capsize=3)
     ax.set_yticks(range(len(f)), [f"{r.variant} [{r.objective}] {r.form}" for r in f.itertuples()], fontsize=7)
@@ -138,7 +144,7 @@ def plot_extrapolation(extrap: pd.DataFrame, ax=None, palette=None):
     e = extrap[extrap["status"] == "ok"]
     palette = palette or variant_palette(extrap["variant"])
     for r in e.itertuples():
-        err = [[r.predicted_loss - r.pi_lo], [r.pi_hi - r.predicted_loss]] if pd.notna(r.pi_lo) else None
+        err = _bar(r.predicted_loss, r.pi_lo, r.pi_hi)
         ax.errorbar(r.actual_loss, r.predicted_loss, yerr=err, fmt="o" if r.form == "eterm" else "s",
                     color=palette[r.variant], capsize=3, label=f"{r.variant} {r.form}")
     if len(e):
