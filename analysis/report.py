@@ -180,7 +180,8 @@ def crossover_sentences(cross: pd.DataFrame, form: str) -> list[str]:
         if isinstance(r.get("crossover_verdict"), str) and "no crossover" in r["crossover_verdict"]:
             head = f"{pair}: no crossover within the observed range"
         else:
-            head = f"{pair}: frontiers cross at C = {ci(r, 'crossover')} FLOPs"
+            head = (f"{pair}: frontiers cross at C = {fmt(r['crossover_c'])} FLOPs (95% CI {fmt(r['crossover_lo'])} to "
+                    f"{fmt(r['crossover_hi'])}; crossing in {fmt(100 * r['p_cross_boot'], 2)}% of bootstrap resamples)")
         mult = (f"; at C = {fmt(r['c_at'])} FLOPs {r['variant_b']} needs {ci(r, 'multiplier')} x the compute of "
                 f"{r['variant_a']} to reach its loss") if pd.notna(r.get("multiplier")) else ""
         out.append(head + mult + ".")
@@ -364,7 +365,8 @@ def build_report(inp: ReportInputs) -> bytes:
         pdf.table(ranking(inp.alt_fits, form_main))
     ln = inp.tables.get("ln_fits", pd.DataFrame())
     if not ln.empty:
-        pdf.para("L(N) on final losses, with total and with non-embedding N (the parameter count changes the exponent):")
+        pdf.para("L(N) on final losses, with total and with non-embedding N (the parameter count changes the exponent). "
+                 "The figure shares one axis across objectives for layout only: compare levels within an objective.")
         pdf.figure(inp.figures.get("loss_vs_params"), width=120)
         pdf.table(pd.DataFrame({"variant": ln["variant"], "N": ln["n_measure"], "status": ln["status"],
                                 "alpha_N [95% CI]": [ci(x, "alpha") for x in ln.to_dict("records")]}))

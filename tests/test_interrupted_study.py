@@ -19,6 +19,7 @@ pytestmark = pytest.mark.e2e
 def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
     cfg = yaml.safe_load((root / "tests" / "smoke" / "config.yaml").read_text())
     cfg["variants"] = {"gpt2": {"sizes": ["xs", "m", "l"]}}
+    cfg["seeds"] = [0]
     cfg["training"]["checkpoint_every"] = 10
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [SNAKEMAKE, "--snakefile", str(root / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",

@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from analysis.io import write_figure
 from analysis.options import AnalysisOptions
 from analysis.plots import all_figures
-from analysis.report import SECTIONS, ReportInputs, build_report, ci
+from analysis.report import SECTIONS, ReportInputs, build_report, ci, fmt
 from analysis.stages import analyse, fit_stage
 from analysis.synthetic import synthetic_curves
 from training.study import validate_config
@@ -84,6 +84,9 @@ def test_report_has_every_section_variant_ci_and_caveat(crafted):
     assert "gpt2/xl2/seed0_lr0.002 diverged at step 17" in flat
     assert "reformer: measured causal leak" in flat
     assert "Tiny scale" in flat
+    cross = crafted.tables["crossovers"]
+    row = cross[(cross["form"] == "pure") & (cross["crossover_verdict"] == "crossover")].iloc[0]
+    assert f"frontiers cross at C = {fmt(row['crossover_c'])} FLOPs" in flat  # the built-in crossover
     assert "bert_mlm: its best run ends at" in flat and "unigram baseline" in flat
     gpt2_best = crafted.runs.loc[(crafted.runs["variant"] == "gpt2") & (crafted.runs["status"] == "ok"), "final_loss"].min()
     assert ("gpt2: its best run ends at" in flat) == (gpt2_best > crafted.baselines["unigram_loss"] - 0.25)
