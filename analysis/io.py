@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 FLOAT_FORMAT = "%.10g"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def write_file(path, write) -> Path:
@@ -16,6 +18,7 @@ def write_file(path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should be readable like any file
     try:
         write(tmp)
         os.replace(tmp, path)
