@@ -154,4 +154,6 @@ def test_bring_your_own_runs_command_gives_the_pipelines_tables(study, tmp_path)
         keys = [c for c in ("variant", "form", "variant_a", "variant_b", "size", "compute") if c in ours]
         a = ours.sort_values(keys).reset_index(drop=True)
         b = theirs.sort_values(keys).reset_index(drop=True)[a.columns]
-        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, obj=name)
+        # equal up to the tables' 10-significant-digit CSV rounding (the pipeline's compare stage reads
+        # the fit tables back from CSV; the CLI keeps them in memory)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6, obj=name)
