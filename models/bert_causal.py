@@ -46,6 +46,12 @@ def bert_config(size: Size, ctx: ModelContext, **kw) -> BertConfig:
     return config
 
 
+def bert_embedding_tables(bert) -> list:
+    """The embedding tables of a `BertModel`: word, position, token type (the tied head is the word table)."""
+    e = bert.embeddings
+    return [e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight]
+
+
 class BertCausal(ArchModel):
     objective = "causal"
 
@@ -60,8 +66,7 @@ class BertCausal(ArchModel):
         return self.hf(input_ids=input_ids, labels=input_ids).loss  # shifted inside HF
 
     def embedding_parameters(self):
-        e = self.hf.bert.embeddings
-        return [e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight]
+        return bert_embedding_tables(self.hf.bert)
 
 
 register(Variant(

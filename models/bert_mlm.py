@@ -15,7 +15,7 @@ from transformers import BertForMaskedLM
 
 from models import accounting
 from models.base import ArchModel
-from models.bert_causal import bert_config
+from models.bert_causal import bert_config, bert_embedding_tables
 from models.masking import IGNORE_INDEX, mask_tokens
 from models.registry import ModelContext, Size, Variant, register
 
@@ -49,8 +49,7 @@ class BertMLM(ArchModel):
         return F.cross_entropy(logits, labels[predicted])
 
     def embedding_parameters(self):
-        e = self.hf.bert.embeddings
-        return [e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight]
+        return bert_embedding_tables(self.hf.bert)
 
 
 register(Variant(
