@@ -5,7 +5,6 @@ log = setup(snakemake)
 import pandas as pd  # noqa: E402
 
 import _analysis  # noqa: E402
-from analysis.io import read_tables  # noqa: E402, F401
 from analysis.stages import compare_stage  # noqa: E402
 
 opts = _analysis.options(snakemake)
