@@ -45,6 +45,8 @@ from training.tokenizer import load_tokens, read_meta
 
 log = logging.getLogger(__name__)
 
+SCHEDULES = ("cosine", "wsd")
+COOLDOWN_SHAPES = ("1-sqrt", "linear", "cosine")
 CURVE_COLUMNS = [
     "step", "tokens", "flops_6n", "flops", "params_total", "params_nonembedding",
     "train_loss", "eval_loss", "eval_loss_se", "lr", "elapsed_s", "warmup_tokens",
@@ -71,6 +73,13 @@ class TrainConfig:
     checkpoint_every: int = 100
     diverge_factor: float = 2.0
     seed: int = 0
+    # schedule: "cosine" (warmup, cosine decay to min_lr_ratio over the whole run) or "wsd"
+    # (warmup over warmup_tokens, constant, then a cooldown over the last cooldown_fraction of the run)
+    schedule: str = "cosine"
+    warmup_tokens: int | None = None  # wsd: warmup length in tokens, the same for every budget
+    cooldown_fraction: float = 0.2
+    cooldown_shape: str = "1-sqrt"
+    final_lr_ratio: float = 0.0  # wsd: the cooldown ends at this fraction of the peak
 
     def __post_init__(self):
         for name in ("tokens", "seq_len", "batch_size", "eval_points", "eval_tokens", "eval_batch_size", "checkpoint_every"):
@@ -81,6 +90,15 @@ class TrainConfig:
             raise InputError(f"learning rate {self.lr!r} must be positive")
         if not 0 <= self.warmup_fraction < 1:
             raise InputError(f"training.warmup_fraction={self.warmup_fraction} must be in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"training.schedule={self.schedule!r} is not allowed; allowed: {', '.join(SCHEDULES)}")
+        if self.cooldown_shape not in COOLDOWN_SHAPES:
+            raise InputError(f"training.wsd.cooldown_shape={self.cooldown_shape!r} is not allowed; "
+                             f"allowed: {', '.join(COOLDOWN_SHAPES)}")
+        if not 0 < self.cooldown_fraction <= 1:
+            raise InputError(f"training.wsd.cooldown_fraction={self.cooldown_fraction} must be in (0, 1]")
+        if self.warmup_tokens is not None and (not isinstance(self.warmup_tokens, int) or self.warmup_tokens < 0):
+            raise InputError(f"training.wsd.warmup_tokens={self.warmup_tokens!r} must be a non-negative integer")
         if self.tokens < self.batch_size * self.seq_len:
             raise InputError(
                 f"training.tokens={self.tokens} is less than one batch ({self.batch_size} x {self.seq_len}); raise the budget"
@@ -88,21 +106,42 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, **overrides) -> "TrainConfig":
+        """From the config's `training` block (its `wsd` sub-block flattened), plus overrides."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in {**d, **overrides}.items() if k in names})
+        flat = {**d, **(d.get("wsd") or {}), **overrides}
+        return cls(**{k: v for k, v in flat.items() if k in names})
 
     @property
     def total_steps(self) -> int:
         return self.tokens // (self.batch_size * self.seq_len)
 
     @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
     def warmup_steps(self) -> int:
+        if self.schedule == "wsd" and self.warmup_tokens is not None:
+            return min(self.total_steps, self.warmup_tokens // self.tokens_per_step)
         return int(round(self.warmup_fraction * self.total_steps))
+
+    @property
+    def cooldown_start(self) -> int:
+        """wsd: the last step at the constant rate (the stable phase's end, where cooldowns branch)."""
+        if self.schedule != "wsd":
+            return self.total_steps
+        return max(self.warmup_steps, self.total_steps - int(round(self.cooldown_fraction * self.total_steps)))
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimiser step `step` (1-based)."""
         if step <= self.warmup_steps:
             return self.lr * step / max(1, self.warmup_steps)
+        if self.schedule == "wsd":
+            if step <= self.cooldown_start:
+                return self.lr
+            p = (step - self.cooldown_start) / max(1, self.total_steps - self.cooldown_start)  # (0, 1]
+            decay = {"1-sqrt": 1 - math.sqrt(p), "linear": 1 - p, "cosine": 0.5 * (1 + math.cos(math.pi * p))}
+            return self.lr * (self.final_lr_ratio + (1 - self.final_lr_ratio) * decay[self.cooldown_shape])
         progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 

@@ -127,3 +127,22 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_good_one(small_data, tmp_
     assert "corrupt" in caplog.text
     (tmp_path / "step-00000010.json").write_text("{not json")
     assert checkpoint.load_latest(tmp_path) is None
+
+
+def test_wsd_schedule_warms_up_holds_then_cools_down_with_1_minus_sqrt():
+    cfg = TrainConfig(tokens=128 * 8 * 100, schedule="wsd", warmup_tokens=128 * 8 * 5, lr=1e-3,
+                      cooldown_fraction=0.2, final_lr_ratio=0.0)
+    assert cfg.warmup_steps == 5 and cfg.cooldown_start == 80
+    lrs = [cfg.lr_at(s) for s in range(1, 101)]
+    assert lrs[4] == pytest.approx(1e-3) and set(lrs[4:80]) == {1e-3}
+    assert lrs[89] == pytest.approx(1e-3 * (1 - math.sqrt(0.5)))
+    assert lrs[-1] == pytest.approx(0.0)
+    # the warmup is a number of tokens, not a fraction: a longer budget warms up over the same steps
+    assert TrainConfig(tokens=128 * 8 * 400, schedule="wsd", warmup_tokens=128 * 8 * 5).warmup_steps == 5
+
+
+def test_bad_schedule_names_the_key():
+    with pytest.raises(InputError, match="training.schedule='step'"):
+        TrainConfig(schedule="step")
+    with pytest.raises(InputError, match="cooldown_shape"):
+        TrainConfig(schedule="wsd", cooldown_shape="exp")
