@@ -30,11 +30,15 @@ _FIT_PARAMS = {"pure": ("alpha", "C_c", "E"), "eterm": ("alpha", "C_c", "E")}
 def fits_from_tables(fit_tables: dict) -> dict:
     """{(variant, form): (objective, PowerLawFit with draws)} for the L(C) fits that succeeded."""
     fits, boot = fit_tables["fits"], fit_tables.get("bootstrap")
+    if "primary" in fits.columns:  # the frontier the study compares on (final points or envelope)
+        fits = fits[fits["primary"].astype(str).str.lower() == "true"]
     out = {}
     for _, r in fits[(fits["status"] == "ok") & fits["form"].isin(FORMS)].iterrows():
         draws = None
         if boot is not None and len(boot):
             b = boot[(boot["variant"] == r["variant"]) & (boot["form"] == r["form"])]
+            if "frontier" in boot.columns and "frontier" in r:
+                b = b[b["frontier"] == r["frontier"]]
             if len(b):
                 wide = b.pivot(index="replicate", columns="param", values="value").sort_index()
                 draws = wide[list(_FIT_PARAMS[r["form"]])].to_numpy(float)

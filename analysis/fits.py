@@ -78,6 +78,7 @@ class PowerLawFit(_FitMixin):
     huber: float
     x_range: tuple = (np.nan, np.nan)
     draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # (B, 3): alpha, x_c, E
+    at_bound: tuple = ()  # E-term: ("E",) when E ended at its bound 0 (no irreducible term found)
 
     def params(self) -> dict:
         return {"alpha": self.alpha, f"{self.x_name}_c": self.x_c, "E": self.E}
@@ -104,6 +105,7 @@ class Approach3Fit(_FitMixin):
     r2_log: float
     huber: float
     draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # (B, 7) as params()
+    at_bound: tuple = ()  # names of parameters that ended on a bound of the search: not an optimum
 
     @staticmethod
     def allocation(E, A, B, alpha, beta):
@@ -208,7 +210,8 @@ def fit_eterm(x, loss, x_name: str = "C", delta: float = 1e-3, start: PowerLawFi
         raise FitError(f"E-term fit did not converge (alpha -> {alpha:.3g})")
     resid = _eterm_residuals(best.x, u, ly)
     return PowerLawFit("eterm", x_name, float(alpha), float(np.exp(u0 + b / alpha)), float(E), int(x.size),
-                       **_gof(resid, ly, delta), x_range=(float(x.min()), float(x.max())))
+                       **_gof(resid, ly, delta), x_range=(float(x.min()), float(x.max())),
+                       at_bound=("E",) if E <= 1e-9 * loss.min() else ())
 
 
 def fit_form(form: str, x, loss, x_name="C", delta=1e-3, start=None) -> PowerLawFit:
@@ -298,8 +301,11 @@ def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = 
         raise FitError("Approach 3 fit did not converge to positive exponents")
     e, a, b, alpha, beta = best.x
     resid = _a3_residuals(best.x, lN, lD, ly)
+    names = ("E", "A", "B", "alpha", "beta")
+    near = [n for n, v, lo, hi in zip(names, best.x, lower, upper)  # within 1e-3 of a finite bound
+            if min(abs(v - lo), abs(v - hi)) < 1e-3]
     return Approach3Fit(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta),
-                        int(L.size), **_gof(resid, ly, delta))
+                        int(L.size), **_gof(resid, ly, delta), at_bound=tuple(near))
 
 
 def bootstrap_approach3(fit: Approach3Fit, N, D, loss, clusters, n_boot: int, rng: np.random.Generator,

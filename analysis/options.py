@@ -4,11 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COMPUTE_COLUMNS = ("flops", "flops_6n")
+FRONTIERS = ("auto", "final", "envelope")
 
 
 @dataclass(frozen=True)
 class AnalysisOptions:
     compute: str = "flops"  # compute column used for L(C): "flops" or "flops_6n"
+    # the frontier that fits, comparisons and the summary use: "final" = lower envelope of the runs'
+    # final points (Approach 1), "envelope" = lower envelope of the learning curves (Kaplan), "auto" =
+    # final when some size was trained at two or more token budgets, else envelope
+    frontier: str = "auto"
     drop_fraction: float = 0.0  # drop a run's points with tokens < drop_fraction * its final tokens
     drop_warmup: bool = True  # also drop points with tokens < warmup_tokens (if that column exists)
     grid_points: int = 40  # log-spaced compute grid per variant (frontier interpolation and fits)
@@ -33,6 +38,8 @@ class AnalysisOptions:
 
         if self.compute not in COMPUTE_COLUMNS:
             bad("compute", f"use one of {', '.join(COMPUTE_COLUMNS)}")
+        if self.frontier not in FRONTIERS:
+            bad("frontier", f"use one of {', '.join(FRONTIERS)}")
         if not 0.0 <= self.drop_fraction < 1.0:
             bad("drop_fraction", "use a fraction in [0, 1)")
         if not isinstance(self.drop_warmup, bool):

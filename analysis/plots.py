@@ -1,16 +1,19 @@
-"""Figures (matplotlib/seaborn).  Every function takes ``ax=None`` and returns the Figure."""
+"""Figures (matplotlib/seaborn).  Every function takes ``ax=None`` and returns the Figure.
+
+Importing this module leaves the matplotlib backend alone (scripts that write files choose Agg).
+``all_figures`` makes every figure of ``figure_list.figure_stems``; one with nothing to show says why.
+"""
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .compare import fits_from_tables  # noqa: E402
-from .table import validate_curves  # noqa: E402
+from .compare import fits_from_tables
+from .figure_list import figure_stems
+from .table import validate_curves
 
 COMPUTE_LABEL = "compute (FLOPs)"
 PARAMS_LABEL = "non-embedding parameters"
@@ -70,12 +73,17 @@ def plot_learning_curves(curves, tables: dict, variant: str, compute: str = "flo
     for run, r in g.groupby("run"):
         r = r.sort_values(compute)
         ax.plot(r[compute], r["loss"], "-", color=size_col[r["size"].iloc[0]], lw=1, alpha=0.8)
+        ax.plot(r[compute].iloc[-1], r["loss"].iloc[-1], "o", color=size_col[r["size"].iloc[0]], ms=3.5)
     for s in sizes:
         ax.plot([], [], "-", color=size_col[s], label=f"size {s}")
     grid = tables.get("frontier_grid")
     if grid is not None and len(grid):
         fg = grid[grid["variant"] == variant]
-        ax.plot(fg["compute"], fg["loss"], "-", color="black", lw=2.2, alpha=0.6, label="frontier")
+        ax.plot(fg["compute"], fg["loss"], "-", color="black", lw=2.2, alpha=0.35, label="learning-curve envelope")
+    fp = tables.get("final_points")
+    if fp is not None and len(fp):
+        on = fp[(fp["variant"] == variant) & (fp["on_frontier"].astype(str).str.lower() == "true")].sort_values(compute)
+        ax.plot(on[compute], on["loss"], "s-", color="black", ms=5, lw=1.2, label="final-point frontier")
     fitted = fits_from_tables(tables) if "fits" in tables else {}
     for form, (style, label) in FORM_STYLE.items():
         if (variant, form) in fitted:
@@ -88,22 +96,11 @@ def plot_learning_curves(curves, tables: dict, variant: str, compute: str = "flo
     return fig
 
 
-def plot_frontiers(tables: dict, objective: str, ax=None, palette=None):
-    """All variants' frontiers of one objective overlaid."""
-    fig, ax = _axes(ax)
-    grid = tables["frontier_grid"]
-    palette = palette or variant_palette(grid["variant"])
-    for v, g in grid[grid["objective"] == objective].groupby("variant"):
-        ax.plot(g["compute"], g["loss"], "-", color=palette[v], lw=2, label=v)
-    ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=LOSS_LABEL, title=f"frontiers, objective {objective}")
-    _log_loss_axis(ax)
-    ax.legend(fontsize=8, frameon=False)
-    return fig
-
-
 def plot_exponent_forest(fits: pd.DataFrame, ax=None, palette=None):
     """Compute exponent alpha with CI per variant and form (pure, E-term)."""
     fig, ax = _axes(ax)
+    if "primary" in fits.columns:
+        fits = fits[fits["primary"].astype(str).str.lower() == "true"]
     f = fits[(fits["status"] == "ok") & fits["form"].isin(FORM_STYLE)].sort_values(["objective", "variant", "form"])
     palette = palette or variant_palette(fits["variant"])
     for y, (_, r) in enumerate(f.iterrows()):
@@ -176,18 +173,135 @@ def plot_loss_vs_params(curves, tables: dict, ax=None, palette=None):
     return fig
 
 
+def _empty(ax, title: str, why: str):
+    """A figure that says why it has nothing to show (the study's shape did not allow it)."""
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True, fontsize=10, transform=ax.transAxes)
+    return ax.figure
+
+
+def plot_isoflop(final_points: pd.DataFrame, isoflop: pd.DataFrame, variant: str, compute: str = "flops", ax=None):
+    """Approach 2 for one variant: final loss against non-embedding N at each budget, the fitted
+    parabola, the optimum with its interval; unbracketed budgets hollow."""
+    fig, ax = _axes(ax)
+    fp = final_points[final_points["variant"] == variant]
+    iso = isoflop[isoflop["variant"] == variant] if len(isoflop) else isoflop
+    if not len(iso):
+        return _empty(ax, f"{variant}: IsoFLOP profiles", "no budget with final points of 3 or more sizes")
+    colours = dict(zip(iso["budget"], sns.color_palette("flare", len(iso))))
+    for r in iso.itertuples():
+        pts = fp[fp["budget"].astype(str) == str(r.budget)] if (fp["budget"] != "").any() else fp.iloc[0:0]
+        filled = r.status == "ok"
+        label = f"{r.budget} ({fmt_sci(r.compute)} FLOPs){'' if filled else ', not bracketed'}"
+        ax.plot(pts["params_nonembedding"], pts["loss"], "o", ms=6, color=colours[r.budget],
+                mfc=colours[r.budget] if filled else "none", label=label)
+        if pd.notna(r.parab_a) and len(pts):
+            n = np.geomspace(pts["params_nonembedding"].min(), pts["params_nonembedding"].max(), 60)
+            ax.plot(n, np.polyval([r.parab_a, r.parab_b, r.parab_c], np.log(n)), "-", color=colours[r.budget],
+                    lw=1, alpha=0.8 if filled else 0.35)
+        if filled:
+            ax.errorbar(r.N_opt, r.loss_opt, xerr=[[max(r.N_opt - r.N_opt_lo, 0)], [max(r.N_opt_hi - r.N_opt, 0)]]
+                        if pd.notna(r.N_opt_lo) else None, fmt="*", ms=11, color=colours[r.budget], mec="black",
+                        capsize=3)
+    ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=f"final {LOSS_LABEL}",
+           title=f"{variant}: IsoFLOP profiles (star: fitted optimum, 95% CI)")
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
+def fmt_sci(x) -> str:
+    return f"{x:.2g}" if pd.notna(x) else "-"
+
+
+def plot_final_frontiers(tables: dict, objective: str, compute: str = "flops", ax=None, palette=None):
+    """All variants of one objective on one axis: the primary frontier (final points: every final point
+    faint, the frontier joined; envelope: the learning-curve envelope) and the pure L(C) fit."""
+    fig, ax = _axes(ax)
+    fp = tables.get("final_points", pd.DataFrame())
+    primary_final = bool(len(fp)) and bool(fp["primary"].astype(str).str.lower().eq("true").any())
+    fitted = fits_from_tables(tables) if "fits" in tables else {}
+    names = sorted(set(fp["variant"]) | set(tables["frontier_grid"]["variant"])) if len(fp) else \
+        sorted(set(tables["frontier_grid"]["variant"]))
+    palette = palette or variant_palette(names)
+    drawn = 0
+    if primary_final:
+        for v, g in fp[fp["objective"] == objective].groupby("variant"):
+            ax.plot(g[compute], g["loss"], ".", color=palette[v], alpha=0.35, ms=5)
+            on = g[g["on_frontier"].astype(str).str.lower() == "true"].sort_values(compute)
+            ax.plot(on[compute], on["loss"], "o-", color=palette[v], lw=1.8, ms=5, label=v)
+            drawn += 1
+    else:
+        grid = tables["frontier_grid"]
+        for v, g in grid[grid["objective"] == objective].groupby("variant"):
+            ax.plot(g["compute"], g["loss"], "-", color=palette[v], lw=2, label=f"{v} (envelope)")
+            drawn += 1
+    for (v, form), (obj, fit) in fitted.items():
+        if form == "pure" and obj == objective:
+            c = np.geomspace(*fit.x_range, 50)
+            ax.plot(c, fit.predict(c), "--", color=palette.get(v, "grey"), lw=1)
+    if not drawn:
+        return _empty(ax, f"frontiers, objective {objective}", "no usable runs")
+    kind = "final points (Approach 1)" if primary_final else "learning-curve envelope"
+    ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=LOSS_LABEL,
+           title=f"frontiers, objective {objective}: {kind}; dashed: pure L(C)")
+    _log_loss_axis(ax)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_allocation(isoflop: pd.DataFrame, allocation: pd.DataFrame, palette=None):
+    """N_opt(C) and D_opt(C) from the bracketed IsoFLOP budgets, with intervals and the power-law fits."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    ok = isoflop[isoflop["status"] == "ok"] if len(isoflop) else isoflop
+    if not len(ok):
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        return _empty(ax, "compute-optimal allocation", "no bracketed IsoFLOP budget: N_opt(C) cannot be measured")
+    palette = palette or variant_palette(isoflop["variant"])
+    for ax, q, label in ((axes[0], "N_opt", PARAMS_LABEL), (axes[1], "D_opt", "training tokens")):
+        for v, g in ok.groupby("variant"):
+            lo = np.maximum(g[q] - g[f"{q}_lo"], 0)
+            hi = np.maximum(g[f"{q}_hi"] - g[q], 0)
+            ax.errorbar(g["compute"], g[q], yerr=[lo.fillna(0), hi.fillna(0)], fmt="o", color=palette[v], capsize=3,
+                        label=v)
+            f = allocation[(allocation["variant"] == v) & (allocation["quantity"] == q) & (allocation["status"] == "ok")]
+            if len(f):
+                c = np.geomspace(g["compute"].min(), g["compute"].max(), 20)
+                r = f.iloc[0]
+                ax.plot(c, r["coefficient"] * c ** r["exponent"], "-", color=palette[v], lw=1,
+                        label=f"{v}: exponent {r['exponent']:.2f}")
+        ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=f"optimal {label}", title=f"{q}(C)")
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 0.95) -> dict:
-    """{file stem: Figure} for every standard figure (what the CLI and the workflow save)."""
+    """{file stem: Figure} for every figure of ``figure_list.figure_stems`` (what the CLI and the
+    workflow save); a figure the data cannot support says why instead of going missing."""
     curves = validate_curves(curves)
-    palette = variant_palette(curves["variant"])
-    figs = {f"curves_{v}": plot_learning_curves(curves, tables, v, compute, ci_level=ci_level, palette=palette)
-            for v in sorted(curves["variant"].unique())}
-    for obj in sorted(tables["frontier_grid"]["objective"].unique()):
-        figs[f"frontiers_{obj}"] = plot_frontiers(tables, obj, palette=palette)
+    variants = sorted(curves["variant"].unique())
+    objectives = sorted(curves["objective"].unique())
+    palette = variant_palette(variants)
+    empty = pd.DataFrame(columns=["variant", "budget", "status"])
+    fp, iso = tables.get("final_points", empty), tables.get("isoflop", empty)
+    figs = {}
+    for v in variants:
+        figs[f"curves_{v}"] = plot_learning_curves(curves, tables, v, compute, ci_level=ci_level, palette=palette)
+        figs[f"isoflop_{v}"] = plot_isoflop(fp, iso, v, compute)
+    for obj in objectives:
+        figs[f"frontiers_{obj}"] = plot_final_frontiers(tables, obj, compute, palette=palette)
+    figs["optimal_allocation"] = plot_allocation(iso, tables.get("allocation", empty), palette=palette)
     figs["loss_vs_params"] = plot_loss_vs_params(curves, tables, palette=palette)
     figs["exponent_forest"] = plot_exponent_forest(tables["fits"], palette=palette)
     for form in FORM_STYLE:
         if (tables["pairs"]["form"] == form).any():
             figs[f"delta_alpha_{form}"] = plot_delta_alpha_matrix(tables["pairs"], form)
+        else:
+            figs[f"delta_alpha_{form}"] = _empty(plt.subplots(figsize=(6, 4.5))[1], f"delta alpha ({form})",
+                                                 "fewer than two variants with this fit: no pair to compare")
     figs["extrapolation"] = plot_extrapolation(tables["extrapolation"], palette=palette)
+    missing = set(figure_stems(variants, objectives)) - set(figs)
+    assert not missing, f"figures not made: {sorted(missing)}"  # the list and the library must agree
     return figs

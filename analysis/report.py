@@ -135,7 +135,20 @@ def _fits(inp, form=None):
     return fits if form is None else fits[fits["form"] == form]
 
 
+def primary(fits: pd.DataFrame) -> pd.DataFrame:
+    """The L(C) fits on the frontier the study compares on (final points or the envelope)."""
+    if "primary" not in fits.columns:
+        return fits
+    return fits[fits["primary"].astype(str).str.lower() == "true"]
+
+
+def frontier_kind(inp) -> str:
+    f = primary(_fits(inp))
+    return str(f["frontier"].iloc[0]) if len(f) and "frontier" in f else "envelope"
+
+
 def ranking(fits: pd.DataFrame, form: str) -> pd.DataFrame:
+    fits = primary(fits)
     f = fits[(fits["form"] == form) & (fits["status"] == "ok")].sort_values("alpha", ascending=False)
     return pd.DataFrame({
         "rank": range(1, len(f) + 1), "variant": f["variant"], "objective": f["objective"],
@@ -154,6 +167,28 @@ def verdict_sentences(pairs: pd.DataFrame, form: str) -> list[str]:
         else:
             other = r["variant_b"] if r["steeper_variant"] == r["variant_a"] else r["variant_a"]
             out.append(f"{r['steeper_variant']}'s exponent is steeper than {other}'s: {delta}{flag}.")
+    return out
+
+
+def verdict_table(pairs: pd.DataFrame, form: str) -> pd.DataFrame:
+    """One row per pair: the exponent difference with its interval, the adjusted p and the verdict."""
+    p = pairs[pairs["form"] == form] if len(pairs) else pairs
+    rows = []
+    for r in p.to_dict("records"):
+        verdict = r["verdict"] if r["verdict"] != "steeper" else f"{r['steeper_variant']} steeper"
+        rows.append({"pair": f"{r['variant_a']} - {r['variant_b']}", "delta alpha [95% CI]":
+                     f"{fmt(r['delta_alpha'])} [{fmt(r.get('delta_lo'))}, {fmt(r.get('delta_hi'))}]",
+                     "Holm p": fmt(r.get("p_holm"), 2), "verdict": verdict + (" (cross-objective)" if r.get("cross_objective") else "")})
+    return pd.DataFrame(rows, columns=["pair", "delta alpha [95% CI]", "Holm p", "verdict"])
+
+
+def budget_sentences(iso: pd.DataFrame) -> list[str]:
+    """Per variant: how many IsoFLOP budgets bracket an optimum, and which do not and why."""
+    out = []
+    for v, g in iso.groupby("variant", sort=True):
+        ok = int((g["status"] == "ok").sum())
+        bad = [f"{r['budget']} ({r['note']})" for r in g.to_dict("records") if r["status"] != "ok"]
+        out.append(f"{v}: {ok} of {len(g)} budgets bracketed" + (f"; not: {'; '.join(bad)}" if bad else "") + ".")
     return out
 
 
@@ -194,15 +229,25 @@ def caveats(inp: ReportInputs) -> list[str]:
     if len(objectives) > 1:
         out.append(f"Objectives are not on one scale ({', '.join(objectives)}): loss levels, crossovers and "
                    "compute multipliers are compared only within an objective; exponents across objectives are flagged.")
-    summ = inp.tables.get("frontier_summary", pd.DataFrame())
-    for r in summ.to_dict("records"):
-        if not r.get("bracketed", True):
-            out.append(f"{r['variant']}: frontier not bracketed - its largest size ({r['largest_size']}) still owns the "
-                       "highest compute, so the frontier may bend further; more sizes needed.")
-    for r in _fits(inp).to_dict("records"):
+    if frontier_kind(inp) == "envelope":
+        summ = inp.tables.get("frontier_summary", pd.DataFrame())
+        for r in summ.to_dict("records"):
+            if not r.get("bracketed", True):
+                out.append(f"{r['variant']}: frontier not bracketed - its largest size ({r['largest_size']}) still owns "
+                           "the highest compute, so the frontier may bend further; more sizes needed.")
+    iso = inp.tables.get("isoflop", pd.DataFrame())
+    for r in (iso.to_dict("records") if len(iso) else []):
+        if r["status"] == "unbracketed":
+            out.append(f"{r['variant']}, budget {r['budget']}: not bracketed - {r['note']}.")
+    alloc = inp.tables.get("allocation", pd.DataFrame())
+    for r in (alloc[alloc["quantity"] == "N_opt"].to_dict("records") if len(alloc) else []):
         if r["status"] != "ok":
-            out.append(f"{r['variant']} ({r['form']} fit): {r['status']} - {r['note']}")
-        elif r["n_runs"] < 5 and r["form"] == "pure":
+            out.append(f"{r['variant']}: no N_opt(C) exponent - {r['note']}.")
+    for r in _fits(inp).to_dict("records"):
+        where = f"{r['form']} fit" + (f" on the {r['frontier']} frontier" if r["form"] != "approach3" and "frontier" in r else "")
+        if r["status"] != "ok" and (r["form"] == "approach3" or str(r.get("primary")).lower() == "true"):
+            out.append(f"{r['variant']} ({where}): {r['status']} - {r['note']}")
+        elif r["status"] == "ok" and r["n_runs"] < 5 and r["form"] == "pure" and str(r.get("primary")).lower() == "true":
             out.append(f"{r['variant']}: fits rest on {int(r['n_runs'])} runs; intervals from so few clusters are rough.")
     unigram = inp.baselines.get("unigram_loss")
     if unigram:
@@ -235,34 +280,65 @@ def caveats(inp: ReportInputs) -> list[str]:
     return out
 
 
+def _training_method(cfg) -> str:
+    t, b = cfg["training"], cfg["budgets"]
+    if b["kind"] == "tokens":
+        budget = f"every run {fmt(t['tokens'])} tokens"
+    else:
+        unit = "accounted training FLOPs" if b["kind"] == "isoflop" else "tokens per non-embedding parameter"
+        budget = (f"budgets {', '.join(fmt(x) for x in b['levels'])} {unit} "
+                  + ("(at each, a size trains C / its FLOPs per token; sizes join a budget when their tokens per "
+                     f"non-embedding parameter lie in {b['tokens_per_param'][0]:g}-{b['tokens_per_param'][1]:g} and "
+                     f"it gives >= {b['min_steps']} steps)" if b["kind"] == "isoflop" else ""))
+    if t["schedule"] == "wsd":
+        w = t["wsd"]
+        sched = (f"warmup-stable-decay: linear warmup over {fmt(w['warmup_tokens'])} tokens, constant rate, then a "
+                 f"{w['cooldown_shape']} cooldown over the last {w['cooldown_fraction']:.0%} of each budget to "
+                 f"{w['final_lr_ratio']:.0%} of the peak; one stable run per (variant, size, seed, lr), each budget's "
+                 "cooldown branches from its checkpoint")
+    else:
+        sched = (f"linear warmup over {t['warmup_fraction']:.0%} of steps then cosine decay to {t['min_lr_ratio']:.0%} "
+                 "of the peak; each budget trained from scratch")
+    return (f"Training: {budget}; batch {t['batch_size']} x {t['seq_len']}, AdamW (betas {t['beta1']}/{t['beta2']}, "
+            f"weight decay {t['weight_decay']}), {sched}; gradient clip {t['grad_clip']}; seeds {cfg['seeds']}; "
+            f"evaluation on {fmt(t['eval_tokens'])} held-out tokens at {t['eval_points']} log-spaced steps plus the last.")
+
+
 def methods(inp: ReportInputs) -> list[str]:
-    cfg, t, a = inp.config, inp.config["training"], inp.config["analysis"]
+    cfg, a = inp.config, inp.config["analysis"]
     opts = AnalysisOptions(**{k: v for k, v in a.items() if k in AnalysisOptions.__dataclass_fields__})
-    seeds = cfg["seeds"]
+    kind = frontier_kind(inp)
+    alloc = inp.tables.get("allocation", pd.DataFrame())
+    noise = (f"{fmt(alloc['noise'].iloc[0])} nats from {alloc['noise_source'].iloc[0]}" if len(alloc) else "-")
     return [
         f"Corpus: source '{cfg['corpus']['source']}', {cfg['corpus']['units_per_doc']} units per document, "
         f"{cfg['corpus']['val_fraction']:.0%} of documents held out (split seed {cfg['corpus']['split_seed']}); "
         f"byte-level BPE with {cfg['tokenizer']['vocab_size']} tokens trained on the training split.",
-        f"Training: every run {fmt(t['tokens'])} tokens, batch {t['batch_size']} x {t['seq_len']}, AdamW "
-        f"(betas {t['beta1']}/{t['beta2']}, weight decay {t['weight_decay']}), linear warmup over "
-        f"{t['warmup_fraction']:.0%} of steps then cosine decay to {t['min_lr_ratio']:.0%} of the peak, gradient clip "
-        f"{t['grad_clip']}; seeds {seeds}; evaluation on {fmt(t['eval_tokens'])} held-out tokens at "
-        f"{t['eval_points']} log-spaced steps plus the last.",
-        f"Frontier: lower envelope of the eval-loss curves over '{opts.compute}', interpolated log-log on "
-        f"{opts.grid_points} log-spaced compute points within each run's range (never extrapolated); points before "
-        f"warmup ends dropped: {opts.drop_warmup}; fraction of each run's tokens dropped: {opts.drop_fraction}.",
-        "Fits: pure L(C) = (C_c/C)^alpha by OLS on log-log (statsmodels); E-term L(C) = E + (C_c/C)^alpha by "
-        f"Huber loss (delta {opts.huber_delta}) on log-loss residuals; L(N) on final losses with total and with "
-        f"non-embedding N; Chinchilla Approach 3 L(N, D) = E + A/N^alpha + B/D^beta with Huber delta {opts.huber_delta}.",
-        f"Uncertainty: cluster bootstrap, {opts.n_boot} resamples of whole runs with replacement (the frontier is "
-        f"rebuilt from each resample and refitted), percentile {opts.ci_level:.0%} intervals; resamples that fail "
-        "to fit are counted and reported.",
+        _training_method(cfg),
+        f"Primary frontier: {'final points (Approach 1)' if kind == 'final' else 'learning-curve envelope'} over "
+        f"'{opts.compute}'. Approach 1 uses one point per run, its final evaluation (the end of its cooldown or "
+        "decay): per budget the best size, then the lower envelope over compute. The summary, comparisons, "
+        "crossovers and the extrapolation check use the primary frontier.",
+        "Fits of L(C): pure L = (C_c/C)^alpha by OLS on log-log (statsmodels); E-term L = E + (C_c/C)^alpha by Huber "
+        f"loss (delta {opts.huber_delta}) on log-loss residuals; a fit whose parameter ends on a bound of the search "
+        "is reported as at_bound and not compared.",
+        "Approach 2 (IsoFLOP): per budget, final loss against ln N (non-embedding) fitted by a parabola; N_opt at its "
+        "minimum. A budget is bracketed only when its best size has a smaller and a larger neighbour; the others are "
+        "flagged and left out of N_opt(C) = k C^a and D_opt(C) (OLS in logs). Intervals: parametric bootstrap, every "
+        f"final loss perturbed by the study's noise ({noise}), {opts.n_boot} resamples.",
+        "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta on final points only (N = all parameters, D = tokens), Huber "
+        f"delta {opts.huber_delta}, from a variable-projection grid of starts; bootstrap over final points.",
+        f"Secondary view, the learning-curve envelope (Kaplan et al.): every evaluation of every run, interpolated "
+        f"log-log on {opts.grid_points} compute points; points before warmup ends dropped: {opts.drop_warmup}; "
+        f"fraction of each run's tokens dropped: {opts.drop_fraction}.",
+        f"Uncertainty: bootstrap over runs, {opts.n_boot} resamples (the frontier is rebuilt from each resample and "
+        f"refitted), percentile {opts.ci_level:.0%} intervals; resamples that fail to fit are counted and reported.",
         f"Comparisons: every pair's delta-alpha with its bootstrap interval and two-sided bootstrap p-value, Holm-"
         f"adjusted across pairs; 'steeper' only when the adjusted p < {opts.significance}, else "
         f"'{NOT_DISTINGUISHABLE}'. Crossovers and compute multipliers only within one objective.",
-        "Tiers: a variant's runs in size order; a larger run joins the smaller one's tier when its best eval loss is "
-        "not lower by more than the noise floor (from seed replicates where present, else from the eval-loss standard "
-        f"error, else {opts.noise_floor_default} nats).",
+        "Tiers: a variant's sizes in order of parameters, each with its best final loss over its budgets; a larger "
+        "size joins the smaller one's tier when it is not lower by more than the noise floor (from seed replicates "
+        f"where present, else from the eval-loss standard error, else {opts.noise_floor_default} nats).",
         "Extrapolation check: each variant is refitted without its largest size and predicts the largest run's "
         "frontier loss at its compute, with a bootstrap prediction interval.",
     ]
@@ -270,80 +346,110 @@ def methods(inp: ReportInputs) -> list[str]:
 
 # -- the document -----------------------------------------------------------------------------------
 
-def build_report(inp: ReportInputs) -> bytes:
-    cfg = inp.config
-    pdf = _PDF(cfg["report"]["title"])
-    form_main = "pure"
-    fits = _fits(inp)
-    env = inp.environment
+def _summary(pdf: _PDF, inp: ReportInputs, form: str) -> None:
+    """Page 1: what a reader came for - the frontier of each objective and the ranking with CIs."""
+    cfg, env = inp.config, inp.environment
     variants = sorted(inp.curves["variant"].unique())
-
-    # 1 Summary
     pdf.add_page()
     pdf.h1(cfg["report"]["title"])
     sizes = ", ".join(f"{v} ({', '.join(cfg['variants'][v]['sizes'])})" for v in variants if v in cfg["variants"])
     total_flops = inp.curves.groupby("run")["flops"].max().sum()
+    b = cfg["budgets"]
+    design = (f"every size trained {fmt(cfg['training']['tokens'])} tokens" if b["kind"] == "tokens" else
+              f"{len(b['levels'])} {'IsoFLOP' if b['kind'] == 'isoflop' else 'tokens-per-parameter'} budgets "
+              f"({', '.join(fmt(x) for x in b['levels'])})")
     pdf.para(
         f"{cfg['study_name']}. Corpus '{cfg['corpus']['source']}' (sha256 {str(inp.runs['corpus_sha256'].iloc[0])[:12]}...), "
-        f"{cfg['tokenizer']['vocab_size']}-token byte-level BPE. Variants and sizes: {sizes}. Every run trained on "
-        f"{fmt(cfg['training']['tokens'])} tokens; {len(inp.runs)} runs, {fmt(total_flops)} accounted training FLOPs in all. "
+        f"{cfg['tokenizer']['vocab_size']}-token byte-level BPE. Variants and sizes: {sizes}; {design}, schedule "
+        f"{cfg['training']['schedule']}; {len(inp.runs)} runs, {fmt(total_flops)} accounted training FLOPs in all. "
         f"Hardware: {env.get('device', '?')}. Built {env.get('date', '?')} with archscale {env.get('version', '?')} "
         f"(commit {env.get('commit', '?')})."
         + (f" Reference losses on the evaluation set: chance ln V = {fmt(inp.baselines['chance_loss'])} nats, unigram "
            f"(token frequencies) {fmt(inp.baselines['unigram_loss'])} nats." if inp.baselines else "")
-    )
+    , size=8.5)
     pdf.h2("1 Summary")
-    pdf.para(f"Variants ranked by the exponent alpha of the pure power law L(C) = (C_c/C)^alpha on the frontier "
-             f"(compute '{cfg['analysis']['compute']}', 95% cluster-bootstrap intervals):", size=9)
-    pdf.table(ranking(fits, form_main))
+    for stem in sorted(k for k in inp.figures if k.startswith("frontiers_")):
+        pdf.figure(inp.figures[stem], width=120)
+    kind = "final-point frontier (Approach 1)" if frontier_kind(inp) == "final" else "learning-curve envelope"
+    pdf.para(f"Variants ranked by the exponent alpha of the pure power law L(C) = (C_c/C)^alpha on the {kind} "
+             f"(compute '{cfg['analysis']['compute']}', 95% bootstrap intervals):", size=9)
+    pdf.table(ranking(_fits(inp), form))
     pairs = inp.tables.get("pairs", pd.DataFrame())
-    pdf.para("Pairwise verdicts (pure fit):", style="B", size=9)
-    pdf.bullets(verdict_sentences(pairs, form_main) or ["Only one variant: no pairwise comparison."], size=8.5)
+    pdf.para("Pairwise exponent verdicts (pure fit; details in section 3):", style="B", size=9)
+    table = verdict_table(pairs, form)
+    if len(table):
+        pdf.table(table, size=7, widths=(40, 40, 15, 60))
+    else:
+        pdf.para("Only one variant with a fit: no pairwise comparison.", size=8.5)
+    iso = inp.tables.get("isoflop", pd.DataFrame())
+    if len(iso):
+        pdf.para("Bracketing (Approach 2):", style="B", size=9)
+        pdf.bullets(budget_sentences(iso), size=8.5)
     pdf.para("Tiers:", style="B", size=9)
     pdf.bullets(tier_sentences(inp.tables.get("tiers", pd.DataFrame(columns=["variant"]))) or ["(none)"], size=8.5)
-    pdf.para("Crossovers:", style="B", size=9)
-    pdf.bullets(crossover_sentences(inp.tables.get("crossovers", pd.DataFrame(columns=["form"])), form_main)
-                or ["No pair of variants shares an objective: no crossovers to report."], size=8.5)
 
-    # 2 Variants
-    for i, v in enumerate(variants, 1):
-        pdf.add_page()
-        obj = inp.curves.loc[inp.curves["variant"] == v, "objective"].iloc[0]
-        pdf.h1(f"2.{i} Variant {v} (objective: {obj})")
-        pdf.figure(inp.figures.get(f"curves_{v}"), width=165)
-        r = inp.runs[inp.runs["variant"] == v].sort_values("params_nonembedding")
-        cols = {"size": "size", "seed": "seed", "lr": "lr", "params_total": "params",
-                "params_nonembedding": "non-emb. params", "flops": "FLOPs", "flops_6n": "6N FLOPs",
-                "final_loss": "final loss", "status": "status"}
-        if r["causal_leak"].notna().any():
-            cols["causal_leak"] = "leak probe"
-        pdf.table(r[list(cols)].rename(columns=cols))
-        f = fits[fits["variant"] == v]
-        pdf.table(pd.DataFrame({
-            "fit": f["form"], "status": f["status"], "alpha [95% CI]": [ci(x, "alpha") for x in f.to_dict("records")],
-            "C_c": f["C_c"], "E [95% CI]": [ci(x, "E") if x["form"] != "pure" else "-" for x in f.to_dict("records")],
-            "RMSE log": f["rmse_log"], "failed": f["n_failed"],
-        }))
 
-    # 3 Comparison
+def _variant_page(pdf: _PDF, inp: ReportInputs, i: int, v: str) -> None:
+    pdf.add_page()
+    obj = inp.curves.loc[inp.curves["variant"] == v, "objective"].iloc[0]
+    pdf.h1(f"2.{i} Variant {v} (objective: {obj})")
+    pdf.figure(inp.figures.get(f"isoflop_{v}"), width=125)
+    iso = inp.tables.get("isoflop", pd.DataFrame())
+    if len(iso) and (iso["variant"] == v).any():
+        g = iso[iso["variant"] == v]
+        pdf.table(pd.DataFrame({"budget": g["budget"], "compute": g["compute"], "sizes": g["sizes"],
+                                "best": g["best_size"], "status": g["status"],
+                                "N_opt [95% CI]": [ci(r, "N_opt") for r in g.to_dict("records")],
+                                "D_opt [95% CI]": [ci(r, "D_opt") for r in g.to_dict("records")]}), size=7)
+    pdf.figure(inp.figures.get(f"curves_{v}"), width=125)
+    r = inp.runs[inp.runs["variant"] == v].sort_values(["params_nonembedding", "tokens"])
+    cols = {"size": "size", "budget": "budget", "seed": "seed", "lr": "lr", "params_nonembedding": "non-emb. params",
+            "tokens": "tokens", "flops": "FLOPs", "final_loss": "final loss", "status": "status"}
+    cols = {k: c for k, c in cols.items() if k in r.columns}
+    if "causal_leak" in r and r["causal_leak"].notna().any():
+        cols["causal_leak"] = "leak probe"
+    pdf.table(r[list(cols)].rename(columns=cols), size=6.5)
+    f = _fits(inp)
+    f = f[f["variant"] == v]
+    pdf.table(pd.DataFrame({
+        "frontier": f["frontier"] if "frontier" in f else "-", "fit": f["form"], "status": f["status"],
+        "alpha [95% CI]": [ci(x, "alpha") for x in f.to_dict("records")],
+        "E [95% CI]": [ci(x, "E") if x["form"] != "pure" else "-" for x in f.to_dict("records")],
+        "R2 log": f["r2_log"], "failed": f["n_failed"],
+    }), size=7)
+
+
+def _comparison(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.add_page()
     pdf.h1("3 Comparison")
-    for stem in sorted(k for k in inp.figures if k.startswith("frontiers_")):
-        pdf.figure(inp.figures[stem], width=140, title=f"All frontiers: objective {stem.split('_', 1)[1]}")
-    pdf.figure(inp.figures.get("exponent_forest"), width=140, title="Exponent forest plot")
-    deltas = sorted(k for k in inp.figures if k.startswith("delta_alpha_"))
-    for i, stem in enumerate(deltas):
-        pdf.figure(inp.figures[stem], width=110, title="Pairwise exponent differences" if i == 0 else None)
-    if not deltas:
-        pdf.h2("Pairwise exponent differences")
+    pdf.figure(inp.figures.get("optimal_allocation"), width=165, title="Compute-optimal allocation (Approach 2)")
+    alloc = inp.tables.get("allocation", pd.DataFrame())
+    if len(alloc):
+        pdf.table(pd.DataFrame({"variant": alloc["variant"], "quantity": alloc["quantity"], "status": alloc["status"],
+                                "exponent [95% CI]": [ci(r, "exponent") for r in alloc.to_dict("records")],
+                                "budgets": alloc["n_budgets"], "note": alloc["note"].fillna("")}), size=7)
+    a3 = _fits(inp, "approach3")
+    if len(a3):
+        pdf.h2("Approach 3 on final points")
+        pdf.table(pd.DataFrame({"variant": a3["variant"], "status": a3["status"],
+                                "E": [ci(r, "E") for r in a3.to_dict("records")],
+                                "alpha (N)": [ci(r, "alpha") for r in a3.to_dict("records")],
+                                "beta (D)": [ci(r, "beta") for r in a3.to_dict("records")],
+                                "a = beta/(alpha+beta)": [ci(r, "a") for r in a3.to_dict("records")],
+                                "points": a3["n_points"]}), size=7)
+    pdf.figure(inp.figures.get("exponent_forest"), width=130, title="Exponent forest plot")
+    for i, stem in enumerate(sorted(k for k in inp.figures if k.startswith("delta_alpha_"))):
+        pdf.figure(inp.figures[stem], width=105, title="Pairwise exponent differences" if i == 0 else None)
+    pairs = inp.tables.get("pairs", pd.DataFrame())
     pdf.table(pairs[["form", "variant_a", "variant_b", "delta_alpha", "delta_lo", "delta_hi", "p_holm", "verdict"]]
               if not pairs.empty else pairs)
     pdf.h2("Crossovers and compute multipliers")
-    cross = inp.tables.get("crossovers", pd.DataFrame())
-    pdf.table(cross[["form", "objective", "variant_a", "variant_b", "crossover_verdict", "crossover_c", "c_at",
-                     "multiplier", "multiplier_lo", "multiplier_hi"]] if not cross.empty else cross)
+    cross = inp.tables.get("crossovers", pd.DataFrame(columns=["form"]))
+    pdf.bullets(crossover_sentences(cross, "pure") or ["No pair of variants shares an objective: no crossovers to report."],
+                size=8.5)
 
-    # 4 Compute accounting
+
+def _accounting(pdf: _PDF, inp: ReportInputs, form: str) -> None:
     pdf.add_page()
     pdf.h1("4 Compute accounting")
     last = inp.curves.sort_values("tokens").groupby("run").tail(1)
@@ -362,16 +468,18 @@ def build_report(inp: ReportInputs) -> bytes:
     if inp.alt_fits is not None and not inp.alt_fits.empty:
         alt_col = inp.alt_fits["compute"].iloc[0]
         pdf.para(f"Ranking with the other compute column ('{alt_col}'):")
-        pdf.table(ranking(inp.alt_fits, form_main))
+        pdf.table(ranking(inp.alt_fits, form))
     ln = inp.tables.get("ln_fits", pd.DataFrame())
     if not ln.empty:
-        pdf.para("L(N) on final losses, with total and with non-embedding N (the parameter count changes the exponent). "
-                 "The figure shares one axis across objectives for layout only: compare levels within an objective.")
+        pdf.para("L(N) on each size's best final loss, with total and with non-embedding N (the parameter count changes "
+                 "the exponent). The figure shares one axis across objectives for layout only: compare levels within "
+                 "an objective.")
         pdf.figure(inp.figures.get("loss_vs_params"), width=120)
         pdf.table(pd.DataFrame({"variant": ln["variant"], "N": ln["n_measure"], "status": ln["status"],
                                 "alpha_N [95% CI]": [ci(x, "alpha") for x in ln.to_dict("records")]}))
 
-    # 5 Extrapolation
+
+def _extrapolation(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.add_page()
     pdf.h1("5 Extrapolation check")
     pdf.para("Each variant refitted without its largest size predicts the largest run's frontier loss at that run's "
@@ -381,21 +489,32 @@ def build_report(inp: ReportInputs) -> bytes:
     pdf.table(ex[["variant", "form", "status", "held_out_size", "actual_loss", "predicted_loss", "pi_lo", "pi_hi",
                   "rel_error", "inside"]] if not ex.empty else ex)
 
-    # 6 Methods, 7 Caveats
+
+def _methods_caveats_appendix(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.add_page()
     pdf.h1("6 Methods")
     pdf.bullets(methods(inp), size=9)
     pdf.h1("7 Caveats")
     pdf.bullets(caveats(inp), size=9)
-
-    # 8 Appendix
     pdf.add_page()
     pdf.h1("8 Appendix")
     pdf.h2("Environment")
-    pdf.table(pd.DataFrame(sorted(env.items()), columns=["item", "value"]))
+    pdf.table(pd.DataFrame(sorted(inp.environment.items()), columns=["item", "value"]))
     pdf.h2("Runs")
-    pdf.table(inp.runs[["run", "objective", "params_nonembedding", "final_loss", "status", "device", "elapsed_s"]])
+    pdf.table(inp.runs[["run", "objective", "params_nonembedding", "final_loss", "status", "device", "elapsed_s"]], size=6.5)
     if inp.job_runtimes is not None and not inp.job_runtimes.empty:
         pdf.h2("Snakemake job runtimes (benchmark files)")
-        pdf.table(inp.job_runtimes)
+        pdf.table(inp.job_runtimes, size=6.5)
+
+
+def build_report(inp: ReportInputs) -> bytes:
+    pdf = _PDF(inp.config["report"]["title"])
+    form = "pure"
+    _summary(pdf, inp, form)
+    for i, v in enumerate(sorted(inp.curves["variant"].unique()), 1):
+        _variant_page(pdf, inp, i, v)
+    _comparison(pdf, inp)
+    _accounting(pdf, inp, form)
+    _extrapolation(pdf, inp)
+    _methods_caveats_appendix(pdf, inp)
     return bytes(pdf.output())

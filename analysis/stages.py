@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import compare
+from . import compare, finals
 from .bootstrap import FORMS, bootstrap_frontier, fit_frontier
 from .fits import FitError, bootstrap_approach3, fit_approach3, fit_pure
 from .frontier import RunCurves, variant_frontier
@@ -24,9 +24,9 @@ from .options import AnalysisOptions
 from .table import run_table, select_best_lr, validate_curves
 
 MIN_RUNS = 3
-STREAM_FRONTIER, STREAM_A3, STREAM_LN, STREAM_EXTRAP = range(4)
+STREAM_FRONTIER, STREAM_A3, STREAM_LN, STREAM_EXTRAP, STREAM_FINAL, STREAM_ISOFLOP = range(6)
 PARAM_COLS = ("alpha", "C_c", "E", "A", "B", "beta", "a", "G")
-FIT_COLS = (["variant", "objective", "form", "status", "note", "compute", "n_runs", "n_points", "n_boot",
+FIT_COLS = (["variant", "objective", "form", "frontier", "primary", "status", "note", "compute", "n_runs", "n_points", "n_boot",
              "n_failed"] + [f"{p}{s}" for p in PARAM_COLS for s in ("", "_lo", "_hi")]
             + ["rmse_log", "r2_log", "huber", "c_min", "c_max"])
 LN_COLS = ["variant", "objective", "n_measure", "status", "note", "n_runs", "n_sizes", "n_boot", "n_failed",
@@ -35,9 +35,19 @@ LN_COLS = ["variant", "objective", "n_measure", "status", "note", "n_runs", "n_s
 
 @dataclass(frozen=True)
 class Prepared:
-    curves: pd.DataFrame  # points used for fits: ok runs at the chosen lr, early points dropped
+    curves: pd.DataFrame  # points used for the learning-curve envelope: ok runs at the chosen lr, early points dropped
     runs: pd.DataFrame  # every run, with used / reason
     lr_choice: pd.DataFrame
+    finals: pd.DataFrame  # the final point of every ok run at the chosen lr (Approaches 1-3)
+    frontier: str  # the primary frontier: "final" or "envelope"
+
+
+def primary_frontier(curves: pd.DataFrame, opts: AnalysisOptions) -> str:
+    """'final' or 'envelope': opts.frontier, with 'auto' decided by the table's design (one decision for
+    the whole table, so every variant is measured the same way)."""
+    if opts.frontier != "auto":
+        return opts.frontier
+    return "final" if finals.has_budgets(curves) else "envelope"
 
 
 def prepare(curves, opts: AnalysisOptions) -> Prepared:
@@ -57,7 +67,8 @@ def prepare(curves, opts: AnalysisOptions) -> Prepared:
     runs["n_kept"] = runs["run"].map(n_kept).fillna(0).astype("int64")
     runs["used"] = (runs["reason"] == "") & (runs["n_kept"] > 0)
     runs.loc[(runs["reason"] == "") & ~runs["used"], "reason"] = "no points left after dropping early points"
-    return Prepared(kept, runs, lr_choice)
+    ok = selected[selected["status"] == "ok"]
+    return Prepared(kept, runs, lr_choice, finals.final_points(ok), primary_frontier(valid, opts))
 
 
 def base_seed(rng: np.random.Generator) -> int:
@@ -93,7 +104,9 @@ def frontier_stage(curves, opts: AnalysisOptions) -> dict:
         owners.append(fr["owners"].assign(**ident))
         summaries.append(pd.DataFrame([{**ident, "compute": opts.compute, **fr["summary"]}]))
     lead = ["variant", "objective"]
+    final = [finals.final_frontier(g, opts.compute) for _, g in prep.finals.groupby("variant", sort=True)]
     return {
+        "final_points": _stack(final, finals.FINAL_COLS).assign(primary=prep.frontier == "final"),
         "frontier_points": _stack(points, lead + ["run", "size", "compute", "loss"]),
         "frontier_grid": _stack(grids, lead + ["compute", "loss", "run", "size"]),
         "frontier_owners": _stack(owners, lead + ["run", "size", "c_start", "c_end", "n_grid"]),
@@ -111,6 +124,9 @@ def _fit_row(ident, form, fit, note, opts, n_runs, c_range=(np.nan, np.nan)) -> 
            "note": note, "compute": opts.compute, "n_runs": n_runs, "c_min": c_range[0], "c_max": c_range[1]}
     if fit is None:
         return row
+    if fit.at_bound:
+        row.update(status="at_bound", note=f"{', '.join(fit.at_bound)} at a bound of the search: not an optimum; "
+                                           "not used for comparisons")
     ci = fit.conf_int(1 - opts.ci_level)
     params = fit.params()
     params = {("C_c" if k in ("C_c", "x_c") else k): v for k, v in params.items()}
@@ -128,7 +144,8 @@ def _boot_long(ident, form, fit) -> pd.DataFrame:
     wide = pd.DataFrame(fit.draws, columns=names)
     wide["replicate"] = np.arange(len(wide))
     long = wide.melt(id_vars="replicate", var_name="param", value_name="value")
-    return long.assign(variant=ident["variant"], form=form)[["variant", "form", "replicate", "param", "value"]]
+    return long.assign(variant=ident["variant"], form=form, frontier=ident.get("frontier", ""))[
+        ["variant", "form", "frontier", "replicate", "param", "value"]]
 
 
 def _batch_ols_slopes(x, y, idx):
@@ -176,55 +193,93 @@ def _ln_rows(ident, runs: pd.DataFrame, opts, rng) -> list:
     return rows
 
 
-def fit_variant(g: pd.DataFrame, opts: AnalysisOptions, base: int):
-    """All fits for one variant's prepared rows: (fit rows, bootstrap table, L(N) rows)."""
-    variant, objective = g["variant"].iloc[0], g["objective"].iloc[0]
-    ident = {"variant": variant, "objective": objective}
+def _envelope_fits(g: pd.DataFrame, opts: AnalysisOptions, rng) -> tuple[dict, dict, int]:
+    """Pure and E-term L(C) on the learning-curve envelope (Kaplan), cluster bootstrap over runs."""
     rc = RunCurves.from_table(g, opts.compute)
-    n_runs = len(rc)
-    runs = run_table(g)
-    ln = _ln_rows(ident, runs, opts, variant_rng(base, variant, STREAM_LN))
-    if n_runs < MIN_RUNS:
-        note = (f"fit refused: variant {variant!r} has {n_runs} usable run(s); need >= {MIN_RUNS} "
+    if len(rc) < MIN_RUNS:
+        note = (f"fit refused: {len(rc)} usable run(s); need >= {MIN_RUNS} "
                 "(add sizes or check diverged / lr-excluded runs)")
-        return [_fit_row(ident, f, None, note, opts, n_runs) for f in (*FORMS, "approach3")], pd.DataFrame(), ln
+        return {f: None for f in FORMS}, {f: note for f in FORMS}, len(rc)
     fits, notes = {}, {}
     for form in FORMS:
         try:
             fits[form] = fit_frontier(rc, form, opts.grid_points, opts.huber_delta)
         except FitError as e:
             fits[form], notes[form] = None, str(e)
-    fits = bootstrap_frontier(rc, fits, opts.n_boot, variant_rng(base, variant, STREAM_FRONTIER),
-                              opts.grid_points, opts.huber_delta, opts.n_jobs)
+    fits = bootstrap_frontier(rc, fits, opts.n_boot, rng, opts.grid_points, opts.huber_delta, opts.n_jobs)
+    return fits, notes, len(rc)
+
+
+def _final_fits(fin: pd.DataFrame, opts: AnalysisOptions, rng) -> tuple[dict, dict]:
+    """Pure and E-term L(C) on the final-point frontier (Approach 1)."""
+    if len(fin) < MIN_RUNS:
+        note = f"fit refused: {len(fin)} final point(s); need >= {MIN_RUNS}"
+        return {f: None for f in FORMS}, {f: note for f in FORMS}
+    return finals.frontier_fits(fin, opts.compute, opts.n_boot, rng, opts.huber_delta)
+
+
+def _approach3(fin: pd.DataFrame, opts: AnalysisOptions, rng):
+    """Chinchilla Approach 3 on final points only (a run's intermediate points are not the loss its
+    budget buys); N = all parameters, D = tokens; bootstrap over final points."""
     try:
-        a3 = fit_approach3(g["params_total"], g["tokens"], g["loss"], opts.huber_delta)
-        if opts.n_boot_a3:
-            a3 = bootstrap_approach3(a3, g["params_total"], g["tokens"], g["loss"], g["run"], opts.n_boot_a3,
-                                     variant_rng(base, variant, STREAM_A3), opts.huber_delta)
-        fits["approach3"] = a3
+        a3 = fit_approach3(fin["params_total"], fin["tokens"], fin["loss"], opts.huber_delta)
     except FitError as e:
-        fits["approach3"], notes["approach3"] = None, str(e)
+        return None, f"{e} (final points only)"
+    if opts.n_boot_a3:
+        a3 = bootstrap_approach3(a3, fin["params_total"], fin["tokens"], fin["loss"], fin["run"], opts.n_boot_a3,
+                                 rng, opts.huber_delta)
+    return a3, ""
+
+
+def _ln_table(fin: pd.DataFrame) -> pd.DataFrame:
+    """L(N) input: each size's (and seed's) best final loss over its budgets."""
+    best = fin.loc[fin.groupby(["size", "seed"])["loss"].idxmin()]
+    return best.rename(columns={"loss": "final_loss"})
+
+
+def fit_variant(g: pd.DataFrame, fin: pd.DataFrame, opts: AnalysisOptions, base: int, primary: str):
+    """All fits for one variant: (fit rows, bootstrap table, L(N) rows, IsoFLOP rows, allocation rows).
+    g: its prepared learning-curve rows; fin: its final points; primary: the frontier comparisons use."""
+    variant, objective = g["variant"].iloc[0], g["objective"].iloc[0]
+    ident = {"variant": variant, "objective": objective}
+    ln = _ln_rows(ident, _ln_table(fin), opts, variant_rng(base, variant, STREAM_LN))
+    env, env_notes, n_env = _envelope_fits(g, opts, variant_rng(base, variant, STREAM_FRONTIER))
+    fin_fits, fin_notes = _final_fits(fin, opts, variant_rng(base, variant, STREAM_FINAL))
+    a3, a3_note = _approach3(fin, opts, variant_rng(base, variant, STREAM_A3))
     rows, boots = [], []
-    for form, fit in fits.items():
-        c_range = fit.x_range if form in FORMS and fit is not None else (np.nan, np.nan)
-        rows.append(_fit_row(ident, form, fit, notes.get(form, ""), opts, n_runs, c_range))
-        boots.append(_boot_long(ident, form, fit))
-    return rows, _stack(boots), ln
+    for frontier, fits, notes, n_runs in (("final", fin_fits, fin_notes, len(fin)), ("envelope", env, env_notes, n_env)):
+        for form in FORMS:
+            fit = fits[form]
+            c_range = fit.x_range if fit is not None else (np.nan, np.nan)
+            tag = {**ident, "frontier": frontier, "primary": frontier == primary}
+            rows.append(_fit_row(tag, form, fit, notes.get(form, ""), opts, n_runs, c_range))
+            boots.append(_boot_long(tag, form, fit))
+    tag = {**ident, "frontier": "final", "primary": False}
+    rows.append(_fit_row(tag, "approach3", a3, a3_note, opts, len(fin)))
+    boots.append(_boot_long(tag, "approach3", a3))
+    iso, state = finals.isoflop_table(fin, opts.compute, opts.n_boot, variant_rng(base, variant, STREAM_ISOFLOP),
+                                      opts.ci_level, opts.noise_floor_default)
+    alloc = finals.allocation_fits(iso, state, fin, opts.compute, opts.ci_level, opts.noise_floor_default)
+    return rows, _stack(boots), ln, iso, alloc
 
 
 def fit_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
     prep = prepare(curves, opts)
     base = base_seed(rng)
-    rows, boots, lns = [], [], []
-    for _, _, g in _by_variant(prep):
-        r, b, ln = fit_variant(g, opts, base)
+    rows, boots, lns, isos, allocs = [], [], [], [], []
+    for variant, _, g in _by_variant(prep):
+        r, b, ln, iso, alloc = fit_variant(g, prep.finals[prep.finals["variant"] == variant], opts, base, prep.frontier)
         rows += r
         boots.append(b)
         lns += ln
+        isos.append(iso)
+        allocs.append(alloc)
     return {
         "fits": pd.DataFrame(rows).reindex(columns=FIT_COLS),
-        "bootstrap": _stack(boots, ["variant", "form", "replicate", "param", "value"]),
+        "bootstrap": _stack(boots, ["variant", "form", "frontier", "replicate", "param", "value"]),
         "ln_fits": pd.DataFrame(lns).reindex(columns=LN_COLS),
+        "isoflop": _stack(isos, finals.ISOFLOP_COLS),
+        "allocation": _stack(allocs, finals.ALLOC_COLS),
     }
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 REQUIRED = ("variant", "objective", "size", "seed", "params_total", "params_nonembedding",
             "tokens", "flops", "flops_6n", "loss")
-OPTIONAL = ("run", "lr", "status", "eval_loss_se", "step", "warmup_tokens")
+OPTIONAL = ("run", "lr", "status", "eval_loss_se", "step", "warmup_tokens", "budget", "budget_tokens", "schedule", "phase")
 OBJECTIVES = ("causal", "masked", "rtd")
 STATUSES = ("ok", "diverged")
 _INT_COLS = ("seed", "params_total", "params_nonembedding", "tokens")

@@ -18,7 +18,7 @@ from training.tokenizer import load_tokens, read_meta
 SCHEMA = "workflow/schemas/config.schema.yaml"
 
 CONFIG_CASES = [
-    ({"trainin": {}}, "unknown key(s) 'trainin' in (top level); allowed: analysis, corpus"),
+    ({"trainin": {}}, "unknown key(s) 'trainin' in (top level); allowed: analysis, budgets, corpus"),
     ({"training": {"tokens": 0}}, "training.tokens: 0 is less than or equal to the minimum of 0"),
     ({"training": {"lr": -0.1}}, "training.lr: -0.1 is less than or equal to the minimum of 0"),
     ({"training": {"device": "tpu"}}, "training.device='tpu' is not allowed; allowed: auto, cpu, cuda"),
@@ -35,6 +35,13 @@ CONFIG_CASES = [
     ({"corpus": {"source": "web"}}, "corpus.source='web' is not allowed; allowed: kjv, files, hf"),
     ({"tokenizer": {"vocab_size": 100}}, "tokenizer.vocab_size: 100 is less than the minimum of 259"),
     ({"analysis": {"compute": "flops_7n"}}, "analysis.compute='flops_7n' is not allowed; allowed: flops, flops_6n"),
+    ({"training": {"schedule": "step"}}, "training.schedule='step' is not allowed; allowed: cosine, wsd"),
+    ({"budgets": {"kind": "isoflop"}}, "budgets.levels is empty; give the budget levels in FLOPs for kind isoflop"),
+    ({"budgets": {"kind": "isoflop", "levels": [1e12, 5e11]}}, "budgets.levels=[1000000000000.0, 500000000000.0] must increase"),
+    ({"budgets": {"kind": "isoflop", "levels": [1e11]}},
+     "budgets.levels[0]=1e+11 FLOPs: variant gpt2 has 1 size(s) that can train at it"),
+    ({"budgets": {"min_sizes": 2}}, "budgets.min_sizes: 2 is less than the minimum of 3"),
+    ({"variants": {"gpt2": {"sizes": ["../x"]}}}, "variants.gpt2.sizes.0: '../x' does not match"),
 ]
 
 

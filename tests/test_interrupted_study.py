@@ -20,7 +20,8 @@ def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
     cfg = yaml.safe_load((root / "tests" / "smoke" / "config.yaml").read_text())
     cfg["variants"] = {"gpt2": {"sizes": ["xs", "m", "l"]}}
     cfg["seeds"] = [0]
-    cfg["training"]["checkpoint_every"] = 10
+    cfg["budgets"] = {"kind": "tokens"}  # one budget: a stable run and one cooldown per size
+    cfg["training"].update(tokens=49152, checkpoint_every=10)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [SNAKEMAKE, "--snakefile", str(root / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
            "--configfile", str(tmp_path / "config.yaml"), "--rerun-incomplete"]
@@ -30,8 +31,9 @@ def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline, killed = time.time() + 600, False
     while time.time() < deadline and proc.poll() is None:
-        trained = log.read_text().count("(Rule: train)")
-        in_progress = list(runs.glob("*/*/checkpoints/step-*.json"))
+        trained = log.read_text().count("(Rule: stable)")
+        # a stable run with a checkpoint and no run.json yet is mid-way (finished ones keep their branch checkpoints)
+        in_progress = [p for p in runs.glob("*/*/stable/checkpoints/step-*.json") if not (p.parents[1] / "run.json").exists()]
         if trained and in_progress:
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
             killed = True
@@ -39,14 +41,14 @@ def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
         time.sleep(0.05)
     proc.wait(timeout=120)
     assert killed, "the study finished before it could be interrupted"
-    finished = {p.parent: p.stat().st_mtime_ns for p in runs.glob("*/*/run.json")}
+    finished = {p.parent: p.stat().st_mtime_ns for p in runs.glob("*/*/*/run.json")}
     assert finished and not (tmp_path / "results" / "report" / "report.pdf").exists()
 
     snakemake(root, tmp_path, "--rerun-incomplete")
     for run_dir, mtime in finished.items():
         assert (run_dir / "run.json").stat().st_mtime_ns == mtime, f"{run_dir} was retrained"
-    infos = [json.loads(p.read_text()) for p in runs.glob("*/*/run.json")]
-    assert len(infos) == 3 and all(i["status"] == "ok" for i in infos)
+    infos = [json.loads(p.read_text()) for p in runs.glob("*/*/*/run.json")]
+    assert len(infos) == 6 and all(i["status"] == "ok" for i in infos)  # 3 stable runs, 3 cooldowns
     assert any(i["resumed"] for i in infos), "the interrupted run did not resume from its checkpoint"
     assert (tmp_path / "results" / "report" / "report.pdf").is_file()
 
@@ -54,7 +56,7 @@ def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
     tokens = tmp_path / "results" / "data" / "tokens" / "val.npy"
     tokens.write_bytes(tokens.read_bytes()[:-64])
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "results" / "runs").rglob("*.csv"))
-    out = snakemake(root, tmp_path, "--forcerun", "train", "--until", "train", "-j", "1", "--keep-going", check=False)
+    out = snakemake(root, tmp_path, "--forcerun", "stable", "--until", "stable", "-j", "1", "--keep-going", check=False)
     lines = [l for l in (out.stdout + out.stderr).splitlines() if l.startswith("archscale error")]
     assert out.returncode != 0 and lines, out.stderr[-3000:]
     assert "val.npy" in lines[0] and "rerun the tokenizer rule" in lines[0]

@@ -75,10 +75,10 @@ def test_report_has_every_section_variant_ci_and_caveat(crafted):
         assert section in text, section
     for variant in ("gpt2", "reformer", "bert_mlm", "tiny"):
         assert f"Variant {variant}" in text
-    for column in ("params", "non-emb. params", "FLOPs", "6N FLOPs", "leak probe"):
+    for column in ("non-emb. params", "FLOPs", "budget", "final loss", "leak probe"):
         assert column in text, column
     fits = crafted.tables["fits"]
-    for row in fits[(fits["form"] == "pure") & (fits["status"] == "ok")].to_dict("records"):
+    for row in fits[(fits["form"] == "pure") & (fits["status"] == "ok") & fits["primary"]].to_dict("records"):
         assert ci(row, "alpha") in flat, (row["variant"], ci(row, "alpha"))
     assert "Objectives are not on one scale" in flat
     assert "gpt2/xl2/seed0_lr0.002 diverged at step 17" in flat
@@ -91,15 +91,15 @@ def test_report_has_every_section_variant_ci_and_caveat(crafted):
     gpt2_best = crafted.runs.loc[(crafted.runs["variant"] == "gpt2") & (crafted.runs["status"] == "ok"), "final_loss"].min()
     assert ("gpt2: its best run ends at" in flat) == (gpt2_best > crafted.baselines["unigram_loss"] - 0.25)
     assert "not bracketed" in flat
-    tiny = fits[(fits["variant"] == "tiny") & (fits["form"] == "pure")].iloc[0]
-    assert tiny["status"] != "ok" and "tiny (pure fit)" in flat
+    tiny = fits[(fits["variant"] == "tiny") & (fits["form"] == "pure") & fits["primary"]].iloc[0]
+    assert tiny["status"] != "ok" and "tiny (pure fit on the envelope frontier)" in flat
     assert ("steeper than" in flat) or ("not distinguishable at this scale" in flat)
 
 
 def test_a_changed_fit_table_changes_the_report(crafted):
     before = pdf_text(build_report(crafted))
     fits = crafted.tables["fits"].copy()
-    mask = (fits["variant"] == "gpt2") & (fits["form"] == "pure")
+    mask = (fits["variant"] == "gpt2") & (fits["form"] == "pure") & fits["primary"]
     fits.loc[mask, ["alpha", "alpha_lo", "alpha_hi"]] = [0.4321, 0.4011, 0.4655]
     changed = ReportInputs(**{**crafted.__dict__, "tables": {**crafted.tables, "fits": fits}})
     after = " ".join(pdf_text(build_report(changed)).split())

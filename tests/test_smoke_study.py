@@ -21,27 +21,65 @@ def study(smoke_study):
     return smoke_study
 
 
-def test_outputs_exist_and_curves_are_finite(study):
+def _study(root, study):
+    from training.study import load_study
+
     cfg = yaml.safe_load((study / "config.yaml").read_text())
-    sizes = cfg["variants"]["gpt2"]["sizes"]
-    finals = {}
-    for size in sizes:
-        run = study / "results" / "runs" / "gpt2" / size / f"seed0_lr{cfg['training']['lr']:g}"
+    return load_study(cfg, root / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def test_outputs_exist_and_curves_are_finite(root, study):
+    resolved = _study(root, study)
+    cfg = resolved["config"]
+    for r in resolved["runs"]:
+        run = study / "results" / "runs" / r["run_id"]
         curve = pd.read_csv(run / "curve.csv")
         info = json.loads((run / "run.json").read_text())
-        assert info["status"] == "ok"
+        assert info["status"] == "ok" and info["train_config"]["tokens"] == r["budget_tokens"]
+        assert curve["tokens"].iloc[-1] == r["budget_tokens"] and curve["phase"].iloc[-1] == "cooldown"
         assert np.isfinite(curve.select_dtypes("number").drop(columns="eval_loss_se").to_numpy()).all()
-        assert curve["eval_loss"].iloc[-1] < math.log(cfg["tokenizer"]["vocab_size"]) - 1.0
-        finals[size] = curve["eval_loss"].iloc[-1]
-    assert finals[sizes[-1]] == min(finals.values())
+        if r["variant"] == "gpt2" and r["budget_tokens"] > 100 * 512:
+            assert curve["eval_loss"].iloc[-1] < math.log(cfg["tokenizer"]["vocab_size"]) - 1.0
+    for s in resolved["stables"]:  # each lineage's stable run ends where its last budget's cooldown starts
+        info = json.loads((study / "results" / "runs" / s["lineage"] / "stable" / "run.json").read_text())
+        assert info["steps_done"] * 512 == s["stable_tokens"]
     table = pd.read_csv(study / "results" / "analysis" / "curves.csv")
     for col in ("variant", "objective", "size", "seed", "params_total", "params_nonembedding", "tokens", "flops",
-                "flops_6n", "loss"):
+                "flops_6n", "loss", "budget", "budget_tokens", "schedule"):
         assert col in table
     fits = pd.read_csv(study / "results" / "analysis" / "fit" / "gpt2" / "flops" / "fits.csv")
-    pure = fits[fits["form"] == "pure"].iloc[0]
+    pure = fits[(fits["form"] == "pure") & fits["primary"]].iloc[0]
+    assert pure["frontier"] == "final"  # several budgets per size: the final-point frontier is primary
     assert pure["status"] == "ok" and pure["alpha_lo"] < pure["alpha"] < pure["alpha_hi"]
     assert pure["n_boot"] >= 100
+    iso = pd.read_csv(study / "results" / "analysis" / "fit" / "gpt2" / "flops" / "isoflop.csv")
+    assert list(iso["budget"]) == ["C1.5e10", "C3e10", "C6e10"] and (iso["n_sizes"] >= 3).all()
+
+
+def test_adding_a_budget_reruns_only_its_cooldowns_and_the_analysis(root, study):
+    """A budget inside every stable run's range needs only its cooldowns; one beyond the end also
+    extends the stable runs that reach it (which resume from their last checkpoint)."""
+    cfg = yaml.safe_load((study / "config.yaml").read_text())
+    cfg["budgets"]["levels"] = [1.5e10, 2e10, 3e10, 6e10]
+    inside = study / "budget_inside.yaml"
+    inside.write_text(yaml.safe_dump(cfg))
+    out = snakemake(root, study, "-n", "--quiet", "rules", config=inside)
+    jobs = _job_counts(out.stdout + out.stderr)
+    from training.study import load_study
+
+    new = [r for r in load_study(cfg, root / "workflow" / "schemas" / "config.schema.yaml")["runs"]
+           if r["budget"] == "C2e10"]
+    assert jobs.get("cooldown") == len(new) > 0, jobs
+    assert "stable" not in jobs and "corpus" not in jobs and "tokenizer" not in jobs, jobs
+    assert {"curves", "frontier", "fit", "compare", "figures", "report"} <= set(jobs), jobs
+    cfg["budgets"]["levels"] = [1.5e10, 3e10, 6e10, 8e10]
+    beyond = study / "budget_beyond.yaml"
+    beyond.write_text(yaml.safe_dump(cfg))
+    out = snakemake(root, study, "-n", "--quiet", "rules", config=beyond)
+    jobs = _job_counts(out.stdout + out.stderr)
+    new = [r for r in load_study(cfg, root / "workflow" / "schemas" / "config.schema.yaml")["runs"]
+           if r["budget"] == "C8e10"]
+    assert jobs.get("cooldown") == len(new) and jobs.get("stable") == len({r["lineage"] for r in new}), jobs
 
 
 def test_report_pdf_opens_and_has_the_sections(study):
@@ -52,7 +90,7 @@ def test_report_pdf_opens_and_has_the_sections(study):
                   "Caveats", "Appendix"):
         assert title in text, title
     fits = pd.read_csv(study / "results" / "analysis" / "fit" / "gpt2" / "flops" / "fits.csv")
-    pure = fits[fits["form"] == "pure"].iloc[0]
+    pure = fits[(fits["form"] == "pure") & fits["primary"]].iloc[0]
     from analysis.report import ci
 
     assert ci(pure, "alpha") in text
@@ -71,7 +109,9 @@ def test_changing_one_width_reruns_only_that_run_and_the_analysis(root, study):
     out = snakemake(root, study, "-n", "--quiet", "rules", config=changed)
     text = out.stdout + out.stderr
     jobs = _job_counts(text)
-    assert jobs.get("train") == len(cfg["seeds"]), text  # size s of gpt2, once per seed
+    n_budgets = sum(r["seed"] == 0 for r in _study(root, study)["runs"] if r["lineage"].startswith("gpt2/s/"))
+    assert jobs.get("stable") == len(cfg["seeds"]), text  # size s of gpt2, once per seed
+    assert jobs.get("cooldown") == len(cfg["seeds"]) * n_budgets, text
     assert "corpus" not in jobs and "tokenizer" not in jobs
     assert {"curves", "frontier", "report"} <= set(jobs)
 
@@ -99,9 +139,7 @@ def test_bad_config_fails_at_dag_build_with_one_line(root, tmp_path):
 def test_seeds_and_learning_rate_grid_are_trained_and_the_best_lr_is_reported(study):
     cfg = yaml.safe_load((study / "config.yaml").read_text())
     runs = pd.read_csv(study / "results" / "analysis" / "runs.csv")
-    expected = sum(len(cfg["seeds"]) * len(v.get("lr_grid", {}).get(s, [cfg["training"]["lr"]]))
-                   for v in cfg["variants"].values() for s in v["sizes"])
-    assert len(runs) == expected and set(runs["seed"]) == set(cfg["seeds"])
+    assert len(runs) == len(_study(Path(__file__).parents[1], study)["runs"]) and set(runs["seed"]) == set(cfg["seeds"])
     choice = pd.read_csv(study / "results" / "analysis" / "compare" / "lr_choice.csv")
     xs = choice[(choice["variant"] == "gpt2") & (choice["size"] == "xs")]
     assert sorted(xs["lr"]) == sorted(cfg["variants"]["gpt2"]["lr_grid"]["xs"]) and xs["chosen"].sum() == 1
@@ -118,7 +156,8 @@ def test_changing_the_lr_grid_of_one_size_reruns_only_those_runs(root, study):
     changed.write_text(yaml.safe_dump(cfg))
     out = snakemake(root, study, "-n", "--quiet", "rules", config=changed)
     jobs = _job_counts(out.stdout + out.stderr)
-    assert jobs.get("train") == len(cfg["seeds"]), jobs  # only the new lr, once per seed
+    assert jobs.get("stable") == len(cfg["seeds"]), jobs  # only the new lr, once per seed
+    assert jobs.get("cooldown") == 3 * len(cfg["seeds"]), jobs  # at each of the three budgets
     assert "corpus" not in jobs and {"curves", "report"} <= set(jobs)
 
 
@@ -128,7 +167,8 @@ def test_snakemake_html_report_contains_the_captioned_figures(root, study):
     for caption in ("Learning curves of every run of one variant", "Fitted frontier exponent alpha",
                     "Predicted versus actual frontier loss", "The full PDF report of the study"):
         assert caption in html, caption
-    for stem in ("curves_gpt2", "curves_reformer", "frontiers_causal", "exponent_forest", "extrapolation"):
+    for stem in ("curves_gpt2", "curves_reformer", "isoflop_gpt2", "frontiers_causal", "optimal_allocation",
+                 "exponent_forest", "extrapolation"):
         assert f"{stem}.png" in html, stem
 
 
@@ -144,6 +184,10 @@ def test_bring_your_own_runs_command_gives_the_pipelines_tables(study, tmp_path)
         "frontier_grid": pd.read_csv(res / "frontier" / "frontier_grid.csv"),
         "frontier_summary": pd.read_csv(res / "frontier" / "frontier_summary.csv"),
         "fits": pd.concat([pd.read_csv(p) for p in sorted(res.glob("fit/*/flops/fits.csv"))], ignore_index=True),
+        "isoflop": pd.concat([pd.read_csv(p) for p in sorted(res.glob("fit/*/flops/isoflop.csv"))], ignore_index=True),
+        "allocation": pd.concat([pd.read_csv(p) for p in sorted(res.glob("fit/*/flops/allocation.csv"))],
+                                ignore_index=True),
+        "final_points": pd.read_csv(res / "frontier" / "final_points.csv"),
         "pairs": pd.read_csv(res / "compare" / "pairs.csv"),
         "crossovers": pd.read_csv(res / "compare" / "crossovers.csv"),
         "tiers": pd.read_csv(res / "compare" / "tiers.csv"),
@@ -151,7 +195,8 @@ def test_bring_your_own_runs_command_gives_the_pipelines_tables(study, tmp_path)
     }
     for name, ours in pipeline.items():
         theirs = pd.read_csv(out / f"{name}.csv")
-        keys = [c for c in ("variant", "form", "variant_a", "variant_b", "size", "compute") if c in ours]
+        keys = [c for c in ("variant", "form", "frontier", "variant_a", "variant_b", "size", "budget", "quantity",
+                            "run", "compute") if c in ours]
         a = ours.sort_values(keys).reset_index(drop=True)
         b = theirs.sort_values(keys).reset_index(drop=True)[a.columns]
         # equal up to the tables' 10-significant-digit CSV rounding (the pipeline's compare stage reads

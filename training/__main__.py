@@ -21,7 +21,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--size-override", default="{}", help="JSON object of size fields")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config field (JSON value)")
-    p.add_argument("--fault-nan-step", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     fields = {}
@@ -31,7 +30,7 @@ def main(argv=None) -> int:
     try:
         cfg = TrainConfig.from_dict(fields)
         info = run(args.variant, args.size, json.loads(args.size_override), cfg, args.data, args.out,
-                   threads=args.threads, fault_nan_step=args.fault_nan_step)
+                   threads=args.threads)
     except InputError as e:
         print(f"archscale: {e}", file=sys.stderr)
         return 2

@@ -67,33 +67,71 @@ def restore_tensors(tensors: dict, model, optimizer, generator: torch.Generator)
         torch.cuda.set_rng_state(tensors["rng.cuda"])
 
 
-def save(ckpt_dir, step: int, tensors: dict, state: dict, keep: int = 2) -> Path:
+def _step_of(meta_path: Path) -> int:
+    return int(meta_path.stem.split("-")[1])
+
+
+def save(ckpt_dir, step: int, tensors: dict, state: dict, keep: int = 2, pinned=()) -> Path:
+    """Write the checkpoint of `step`; keep the newest `keep` ones and every pinned step."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     stem = ckpt_dir / f"step-{step:08d}"
     with atomic_path(stem.with_suffix(".safetensors")) as tmp:
-        save_file(tensors, str(tmp))
+        try:
+            save_file(tensors, str(tmp))
+        except Exception as e:  # safetensors raises its own error type on a full disk
+            raise OSError(f"cannot write checkpoint {stem.name} in {ckpt_dir}: {e} (check free space)") from None
     write_json(stem.with_suffix(".json"), {**state, "step": step, "tensors_sha256": _sha256(stem.with_suffix(".safetensors"))})
-    for old in sorted(ckpt_dir.glob("step-*.json"))[:-keep]:
+    pinned = set(pinned)
+    rotating = [m for m in sorted(ckpt_dir.glob("step-*.json")) if _step_of(m) not in pinned]
+    for old in rotating[:-keep]:
         for suffix in (".json", ".safetensors"):
             old.with_suffix(suffix).unlink(missing_ok=True)
     return stem
 
 
-def load_latest(ckpt_dir) -> tuple[dict, dict] | None:
-    """(tensors, state) of the newest intact checkpoint, or None. Corrupt ones are skipped with a warning."""
+def _read_state(meta_path: Path) -> dict | None:
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def drop_foreign(ckpt_dir, key: str) -> int:
+    """Delete checkpoints written for another trajectory (a changed config, data or code), with one
+    warning line; a stale checkpoint must never be resumed. Returns how many were dropped."""
+    ckpt_dir = Path(ckpt_dir)
+    stale = [m for m in sorted(ckpt_dir.glob("step-*.json")) if (st := _read_state(m)) is not None and st.get("key") != key]
+    for meta_path in stale:
+        for suffix in (".json", ".safetensors"):
+            meta_path.with_suffix(suffix).unlink(missing_ok=True)
+    if stale:
+        log.warning("checkpoints in %s belong to another configuration (config, data or code changed): "
+                    "deleted %d, starting fresh", ckpt_dir, len(stale))
+    return len(stale)
+
+
+def load_latest(ckpt_dir, key: str | None = None, max_step: int | None = None) -> tuple[dict, dict] | None:
+    """(tensors, state) of the newest intact checkpoint (of trajectory `key`, at or before `max_step`),
+    or None. Corrupt ones are skipped with a warning."""
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return None
-    for meta_path in sorted(ckpt_dir.glob("step-*.json"), reverse=True):
+    candidates = [m for m in sorted(ckpt_dir.glob("step-*.json"), reverse=True)
+                  if max_step is None or _step_of(m) <= max_step]
+    for i, meta_path in enumerate(candidates):
         tensor_path = meta_path.with_suffix(".safetensors")
         try:
             state = json.loads(meta_path.read_text())
+            if key is not None and state.get("key") != key:
+                log.warning("checkpoint %s belongs to another configuration; not resuming from it", meta_path.name)
+                continue
             if not tensor_path.is_file() or _sha256(tensor_path) != state.get("tensors_sha256"):
                 raise ValueError("checksum mismatch")
             return load_file(str(tensor_path)), state
         except Exception as e:  # corrupt JSON, truncated tensors, bad checksum
-            log.warning("checkpoint %s is corrupt (%s); falling back to an earlier one", meta_path.name, e)
+            fallback = "falling back to an earlier one" if i + 1 < len(candidates) else "no earlier one: starting from scratch"
+            log.warning("checkpoint %s is corrupt (%s); %s", meta_path.name, e, fallback)
     return None
 
 

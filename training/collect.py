@@ -1,9 +1,11 @@
 """Gather finished runs into the learning-curve table (the interface to `analysis/`).
 
 No torch here: this runs in the light analysis jobs. Columns of the table:
-variant, objective, size, seed, lr, run, status, params_total, params_nonembedding,
-step, tokens, flops, flops_6n, loss (= eval loss), eval_loss_se, train_loss, warmup_tokens,
-lr_at_step (the scheduled learning rate at that step), elapsed_s.
+variant, objective, size, seed, lr, run, status, budget, budget_tokens, schedule,
+params_total, params_nonembedding, step, tokens, flops, flops_6n, loss (= eval loss),
+eval_loss_se, train_loss, warmup_tokens, phase (stable / cooldown / cosine), lr_at_step (the
+scheduled learning rate at that step), elapsed_s. A wsd run's rows are its stable run's rows
+up to the branch followed by its cooldown's; its last row is the (N, D) point of its budget.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pandas as pd
 
 from training.errors import InputError
 
-RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "status", "diverged_step", "steps_done",
+RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "budget", "schedule", "status", "diverged_step", "steps_done",
               "params_total", "params_nonembedding", "causal_leak", "device", "threads", "elapsed_s",
               "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256")
 
@@ -52,6 +54,9 @@ def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
         for key in ("variant", "objective", "size", "seed", "lr", "status"):
             curve[key] = info[key]
         curve["run"] = run_id
+        curve["budget"] = info.get("budget", "")
+        curve["budget_tokens"] = info.get("train_config", {}).get("tokens")
+        curve["schedule"] = info.get("schedule", "cosine")
         curves.append(curve)
         last = curve.iloc[-1] if len(curve) else {}
         runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS},
@@ -59,7 +64,8 @@ def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "final_loss": last.get("loss", float("nan")),
                      "size_config": json.dumps(info.get("size_config", {}), sort_keys=True)})
     table = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
-    front = ["variant", "objective", "size", "seed", "lr", "run", "status", "params_total", "params_nonembedding",
+    front = ["variant", "objective", "size", "seed", "lr", "run", "status", "budget", "budget_tokens", "schedule",
+             "params_total", "params_nonembedding",
              "step", "tokens", "flops", "flops_6n", "loss", "eval_loss_se", "train_loss", "warmup_tokens"]
     table = table[[c for c in front if c in table] + [c for c in table if c not in front]]
     return table, pd.DataFrame(runs)

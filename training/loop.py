@@ -1,20 +1,29 @@
-"""The training loop: one run = one (variant, size, seed, learning rate).
+"""The training loop: a run is one (variant, size, seed, learning rate, token budget).
 
-AdamW with decoupled weight decay on matrices only; the learning rate is a pure function
-of the step (linear warmup over `warmup_fraction` of the run's steps, then cosine decay to
-`min_lr_ratio` x peak at the last step), so resuming needs no scheduler object. Warmup rule:
-every size of a scan trains the same number of steps and so warms up over the same
-`warmup_fraction` (default 2%, ~20 steps for 1M tokens): short enough that small models are
-not held back, long enough to keep the largest stable.
+AdamW with decoupled weight decay on matrices only; the learning rate is a pure function of
+the step, so resuming needs no scheduler object. Two schedules (`TrainConfig.schedule`):
 
-Evaluation runs at `eval_points` log-spaced steps plus the last step, on a fixed
-held-out token set; for masked objectives the masks come from a generator seeded per eval
-batch, so every evaluation of every run sees the same masks.
+* cosine: linear warmup over `warmup_fraction` of the run's steps, cosine decay to
+  `min_lr_ratio` x peak at the last step; each budget is a run from scratch (`run`).
+* wsd (warmup-stable-decay): linear warmup over `warmup_tokens` (the same for every budget),
+  a constant rate, then a cooldown over the last `cooldown_fraction` of the budget. Before its
+  cooldown a budget's trajectory does not depend on the budget, so one *stable* run per
+  lineage (variant, size, seed, lr) trains at the constant rate and keeps a checkpoint where
+  each budget's cooldown starts (`run_stable`); each budget's *cooldown* job branches from it
+  (`run_cooldown`). A budget added later needs only its cooldown (from the nearest earlier
+  checkpoint, catching up at the constant rate), or an extension of the stable run, which
+  resumes from its last checkpoint.
 
-Outputs (written atomically by `run`): `curve.csv` (one row per evaluation) and `run.json`.
-A run whose loss turns non-finite or exceeds `diverge_factor` x the objective's chance-level
-loss (ln(vocab) for causal and masked LMs; see `ArchModel.chance_loss`) stops with
-status `diverged` and the step; its curve up to then is kept.
+Batches are a pure function of (seed, step) and the RNG states travel in checkpoints, so a
+cooldown branched from a checkpoint equals the same schedule trained in one go (on CPU with
+the same threads). Checkpoints carry the hash of what determines the trajectory
+(`trajectory_key`); a checkpoint of another configuration is never resumed.
+
+Evaluation runs on a fixed held-out token set at `eval_points` log-spaced steps plus the
+last step (stable runs also at every branch step, cooldowns at quarters of the cooldown).
+Outputs (written atomically): `curve.csv` (one row per evaluation) and `run.json`. A run
+whose loss turns non-finite or exceeds `diverge_factor` x the objective's chance-level loss
+(see `ArchModel.chance_loss`) stops with status `diverged` and the step; its curve is kept.
 """
 from __future__ import annotations
 
@@ -49,8 +58,13 @@ SCHEDULES = ("cosine", "wsd")
 COOLDOWN_SHAPES = ("1-sqrt", "linear", "cosine")
 CURVE_COLUMNS = [
     "step", "tokens", "flops_6n", "flops", "params_total", "params_nonembedding",
-    "train_loss", "eval_loss", "eval_loss_se", "lr", "elapsed_s", "warmup_tokens",
+    "train_loss", "eval_loss", "eval_loss_se", "lr", "elapsed_s", "warmup_tokens", "phase",
 ]
+TRAJECTORY_FIELDS = ("seq_len", "batch_size", "lr", "weight_decay", "beta1", "beta2", "grad_clip", "seed",
+                     "schedule", "warmup_tokens", "eval_tokens", "eval_batch_size")
+TRAINING_CODE = ("loop.py", "data.py", "checkpoint.py", "device.py", "tokenizer.py")
+# Fault injection for the tests: a loss made NaN at this optimiser step (never set in a study).
+FAULT_NAN_STEP_ENV = "ARCHSCALE_FAULT_NAN_STEP"
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class TrainConfig:
     cooldown_fraction: float = 0.2
     cooldown_shape: str = "1-sqrt"
     final_lr_ratio: float = 0.0  # wsd: the cooldown ends at this fraction of the peak
+    stable_only: bool = False  # wsd: no cooldown (a stable run: constant rate after the warmup to the end)
 
     def __post_init__(self):
         for name in ("tokens", "seq_len", "batch_size", "eval_points", "eval_tokens", "eval_batch_size", "checkpoint_every"):
@@ -122,13 +137,13 @@ class TrainConfig:
     @property
     def warmup_steps(self) -> int:
         if self.schedule == "wsd" and self.warmup_tokens is not None:
-            return min(self.total_steps, self.warmup_tokens // self.tokens_per_step)
+            return self.warmup_tokens // self.tokens_per_step
         return int(round(self.warmup_fraction * self.total_steps))
 
     @property
     def cooldown_start(self) -> int:
         """wsd: the last step at the constant rate (the stable phase's end, where cooldowns branch)."""
-        if self.schedule != "wsd":
+        if self.schedule != "wsd" or self.stable_only:
             return self.total_steps
         return max(self.warmup_steps, self.total_steps - int(round(self.cooldown_fraction * self.total_steps)))
 
@@ -175,21 +190,59 @@ def evaluate(model, batches, device, seed: int) -> tuple[float, float]:
     return float(losses.mean()), se
 
 
-def run(
-    variant: str,
-    size_name: str,
-    size_overrides: dict,
-    cfg: TrainConfig,
-    data_dir,
-    out_dir,
-    ckpt_dir=None,
-    threads: int = 1,
-    extra_info: dict | None = None,
-    fault_nan_step: int | None = None,
-) -> dict:
-    """Train one run, write `curve.csv` and `run.json` into out_dir, return the run info."""
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir / "checkpoints"
+@dataclass
+class Session:
+    """One training process: the model, its optimiser and data, and the run's progress so far."""
+    variant: str
+    size_name: str
+    size: object
+    spec: object
+    account: object
+    cfg: TrainConfig
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    loss_fn: object
+    train_tokens: np.ndarray
+    evals: list
+    meta: dict
+    key: str
+    threads: int
+    step: int = 0
+    rows: list = dataclasses.field(default_factory=list)
+    acc: list = dataclasses.field(default_factory=lambda: [0.0, 0])
+    t0: float = 0.0
+    status: str = "ok"
+    diverged_step: int | None = None
+    resumed: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def trajectory_key(variant: str, size, cfg: TrainConfig, meta: dict, spec) -> str:
+    """sha256 of what determines a run's trajectory up to its cooldown: the variant's code and shape,
+    the data, the optimiser and schedule settings (cosine: the whole schedule, which depends on the
+    budget; wsd: everything but the budget) and the training code."""
+    import hashlib
+    import json
+
+    fields = {f: getattr(cfg, f) for f in TRAJECTORY_FIELDS}
+    if cfg.schedule == "cosine":
+        fields.update(tokens=cfg.tokens, warmup_fraction=cfg.warmup_fraction, min_lr_ratio=cfg.min_lr_ratio)
+    h = hashlib.sha256(json.dumps({"variant": variant, "size": size.as_dict(), "cfg": fields,
+                                   "data": meta.get("tokenizer_sha256"), "model": spec.source_hash()},
+                                  sort_keys=True, default=str).encode())
+    for name in TRAINING_CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def setup(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, data_dir, threads: int = 1) -> Session:
+    """Build the model, optimiser, data and evaluation set of a run (nothing trained yet)."""
+    data_dir = Path(data_dir)
     torch.set_num_threads(threads)
     meta = read_meta(data_dir / "meta.json")
     spec = models.get_variant(variant)
@@ -201,90 +254,175 @@ def run(
     train_tokens = load_tokens(data_dir / "train.npy", meta, "train")
     val_tokens = load_tokens(data_dir / "val.npy", meta, "val")
     check_corpus_size(len(train_tokens), len(val_tokens), cfg.seq_len, cfg.tokens, cfg.eval_tokens)
-
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = spec.build(size, ctx).to(device)
     account = spec.account(size, ctx)
     if account.params_total != model.get_num_params(non_embedding=False):
         raise RuntimeError(f"{variant}: accounted params {account.params_total} != model's {model.get_num_params(False)}")
-    optimizer = make_optimizer(model, cfg)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    loss_fn = torch.compile(model.training_loss) if cfg.compile else model.training_loss
-    evals = eval_batches(val_tokens, cfg.seq_len, cfg.eval_batch_size, cfg.eval_tokens)
-    eval_at = set(cfg.eval_steps())
-    tokens_per_step = cfg.batch_size * cfg.seq_len
+    return Session(
+        variant=variant, size_name=size_name, size=size, spec=spec, account=account, cfg=cfg, device=device,
+        model=model, optimizer=make_optimizer(model, cfg), generator=torch.Generator(device=device).manual_seed(cfg.seed),
+        loss_fn=torch.compile(model.training_loss) if cfg.compile else model.training_loss,
+        train_tokens=train_tokens, evals=eval_batches(val_tokens, cfg.seq_len, cfg.eval_batch_size, cfg.eval_tokens),
+        meta=meta, key=trajectory_key(variant, size, cfg, meta, spec), threads=threads, t0=time.perf_counter(),
+    )
 
-    step, rows, elapsed0, acc = 0, [], 0.0, [0.0, 0]
-    status, diverged_step = "ok", None
-    resumed = checkpoint.load_latest(ckpt_dir)
-    if resumed is not None:
-        tensors, state = resumed
-        checkpoint.restore_tensors(tensors, model, optimizer, generator)
-        step, rows, elapsed0, acc = state["step"], state["rows"], state["elapsed_s"], state["acc"]
-        log.info("resumed from checkpoint at step %d", step)
 
-    threshold = cfg.diverge_factor * model.chance_loss()
-    bar = tqdm(total=cfg.total_steps * tokens_per_step, initial=step * tokens_per_step, unit="tok", unit_scale=True,
-               file=sys.stderr, mininterval=10, ascii=True, desc=f"{variant}/{size_name}")
-    t0 = time.perf_counter() - elapsed0
-    model.train()
-    while step < cfg.total_steps:
-        step += 1
-        lr = cfg.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = to_device(train_batch(train_tokens, step, cfg.batch_size, cfg.seq_len, cfg.seed), device)
-        with autocast(device):
-            loss = loss_fn(batch, generator)
-        if fault_nan_step is not None and step == fault_nan_step:
-            loss = loss * float("nan")
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value) or loss_value > threshold:
-            status, diverged_step = "diverged", step
-            log.warning("run diverged at step %d (loss %s, threshold %.2f)", step, loss_value, threshold)
+def resume(s: Session, ckpt_dir, max_step: int | None = None) -> bool:
+    """Restore the newest intact checkpoint of this trajectory at or before max_step; False if none."""
+    found = checkpoint.load_latest(ckpt_dir, key=s.key, max_step=max_step)
+    if found is None:
+        return False
+    tensors, state = found
+    checkpoint.restore_tensors(tensors, s.model, s.optimizer, s.generator)
+    s.step, s.rows, s.acc = state["step"], state["rows"], state["acc"]
+    s.t0 = time.perf_counter() - state["elapsed_s"]
+    s.resumed = True
+    log.info("resumed from checkpoint at step %d", s.step)
+    return True
+
+
+def save_checkpoint(s: Session, ckpt_dir, pinned=()) -> None:
+    checkpoint.save(ckpt_dir, s.step, checkpoint.collect_tensors(s.model, s.optimizer, s.generator),
+                    {"rows": s.rows, "elapsed_s": s.elapsed, "acc": s.acc, "key": s.key}, pinned=pinned)
+
+
+def train_step(s: Session) -> bool:
+    """One optimiser step at the scheduled rate; False (and status 'diverged') if the loss blew up."""
+    s.step += 1
+    lr = s.cfg.lr_at(s.step)
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    batch = to_device(train_batch(s.train_tokens, s.step, s.cfg.batch_size, s.cfg.seq_len, s.cfg.seed), s.device)
+    with autocast(s.device):
+        loss = s.loss_fn(batch, s.generator)
+    if os.environ.get(FAULT_NAN_STEP_ENV) == str(s.step):
+        loss = loss * float("nan")
+    value = float(loss.detach())
+    if not math.isfinite(value) or value > s.cfg.diverge_factor * s.model.chance_loss():
+        s.status, s.diverged_step = "diverged", s.step
+        log.warning("run diverged at step %d (loss %s, threshold %.2f)", s.step, value,
+                    s.cfg.diverge_factor * s.model.chance_loss())
+        return False
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if s.cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(s.model.unique_parameters(), s.cfg.grad_clip)
+    s.optimizer.step()
+    s.acc = [s.acc[0] + value, s.acc[1] + 1]
+    return True
+
+
+def eval_row(s: Session, phase: str) -> dict:
+    """Evaluate now and append the curve row (train loss averaged since the previous row)."""
+    eval_loss, eval_se = evaluate(s.model, s.evals, s.device, s.cfg.seed)
+    tokens = s.step * s.cfg.tokens_per_step
+    row = {"step": s.step, "tokens": tokens, "flops_6n": s.account.flops_6n(tokens), "flops": s.account.flops(tokens),
+           "params_total": s.account.params_total, "params_nonembedding": s.account.params_nonembedding,
+           "train_loss": s.acc[0] / s.acc[1] if s.acc[1] else float("nan"), "eval_loss": eval_loss,
+           "eval_loss_se": eval_se, "lr": s.cfg.lr_at(s.step), "elapsed_s": round(s.elapsed, 3),
+           "warmup_tokens": s.cfg.warmup_steps * s.cfg.tokens_per_step, "phase": phase}
+    s.rows.append(row)
+    s.acc = [0.0, 0]
+    return row
+
+
+def train_until(s: Session, stop_step: int, eval_at, phase, ckpt_dir=None, pinned=()) -> None:
+    """Train to stop_step (or divergence), evaluating at eval_at and checkpointing every
+    checkpoint_every steps and at the pinned steps (which are kept)."""
+    tps = s.cfg.tokens_per_step
+    phase_of = phase if callable(phase) else (lambda step: phase)
+    bar = tqdm(total=stop_step * tps, initial=s.step * tps, unit="tok", unit_scale=True, file=sys.stderr,
+               mininterval=10, ascii=True, desc=f"{s.variant}/{s.size_name}")
+    while s.step < stop_step and s.status == "ok":
+        if not train_step(s):
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.unique_parameters(), cfg.grad_clip)
-        optimizer.step()
-        acc = [acc[0] + loss_value, acc[1] + 1]
-        bar.update(tokens_per_step)
-        if step in eval_at:
-            eval_loss, eval_se = evaluate(model, evals, device, cfg.seed)
-            tokens = step * tokens_per_step
-            rows.append({
-                "step": step, "tokens": tokens, "flops_6n": account.flops_6n(tokens), "flops": account.flops(tokens),
-                "params_total": account.params_total, "params_nonembedding": account.params_nonembedding,
-                "train_loss": acc[0] / acc[1], "eval_loss": eval_loss, "eval_loss_se": eval_se, "lr": lr,
-                "elapsed_s": round(time.perf_counter() - t0, 3), "warmup_tokens": cfg.warmup_steps * tokens_per_step,
-            })
-            acc = [0.0, 0]
-            bar.set_postfix(eval_loss=f"{eval_loss:.3f}", refresh=False)
-        if step % cfg.checkpoint_every == 0 and step < cfg.total_steps:
-            checkpoint.save(ckpt_dir, step, checkpoint.collect_tensors(model, optimizer, generator),
-                            {"rows": rows, "elapsed_s": time.perf_counter() - t0, "acc": acc})
+        bar.update(tps)
+        if s.step in eval_at:
+            row = eval_row(s, phase_of(s.step))
+            bar.set_postfix(eval_loss=f"{row['eval_loss']:.3f}", refresh=False)
+        if ckpt_dir is not None and (s.step in pinned or (s.step % s.cfg.checkpoint_every == 0 and s.step < stop_step)):
+            save_checkpoint(s, ckpt_dir, pinned)
     bar.close()
 
-    leak = model.causal_leak(evals[0][:2].to(device)) if status == "ok" else None
+
+def write_outputs(s: Session, out_dir, extra_info: dict | None = None) -> dict:
+    """curve.csv and run.json of the session, atomically; returns the run info."""
+    leak = s.model.causal_leak(s.evals[0][:2].to(s.device)) if s.status == "ok" else None
+    cfg = s.cfg
     info = {
-        "variant": variant, "objective": spec.objective, "size": size_name, "size_config": size.as_dict(),
-        "seed": cfg.seed, "lr": cfg.lr, "train_config": dataclasses.asdict(cfg),
-        "status": status, "diverged_step": diverged_step, "steps_done": step,
-        "params_total": account.params_total, "params_nonembedding": account.params_nonembedding,
-        "train_flops_per_token": account.train_flops_per_token, "accounting_notes": account.notes,
-        "causal_leak": leak, "resumed": resumed is not None,
-        "device": device_name(device), "device_type": device.type, "threads": threads,
+        "variant": s.variant, "objective": s.spec.objective, "size": s.size_name, "size_config": s.size.as_dict(),
+        "seed": cfg.seed, "lr": cfg.lr, "train_config": dataclasses.asdict(cfg), "schedule": cfg.schedule,
+        "status": s.status, "diverged_step": s.diverged_step, "steps_done": s.step,
+        "params_total": s.account.params_total, "params_nonembedding": s.account.params_nonembedding,
+        "train_flops_per_token": s.account.train_flops_per_token, "accounting_notes": s.account.notes,
+        "causal_leak": leak, "resumed": s.resumed, "trajectory_key": s.key,
+        "device": device_name(s.device), "device_type": s.device.type, "threads": s.threads,
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
-        "python": platform.python_version(), "corpus_sha256": meta["corpus_sha256"],
-        "tokenizer_sha256": meta["tokenizer_sha256"], "model_source_sha256": spec.source_hash(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "elapsed_s": round(time.perf_counter() - t0, 3),
+        "python": platform.python_version(), "corpus_sha256": s.meta["corpus_sha256"],
+        "tokenizer_sha256": s.meta["tokenizer_sha256"], "model_source_sha256": s.spec.source_hash(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "elapsed_s": round(s.elapsed, 3),
         **(extra_info or {}),
     }
     buf = io.StringIO()
-    pd.DataFrame(rows, columns=CURVE_COLUMNS).to_csv(buf, index=False)
-    write_text(out_dir / "curve.csv", buf.getvalue())
-    write_json(out_dir / "run.json", info)
+    pd.DataFrame(s.rows, columns=CURVE_COLUMNS).to_csv(buf, index=False)
+    write_text(Path(out_dir) / "curve.csv", buf.getvalue())
+    write_json(Path(out_dir) / "run.json", info)
+    return info
+
+
+def run(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, data_dir, out_dir, ckpt_dir=None,
+        threads: int = 1, extra_info: dict | None = None) -> dict:
+    """Train one run from scratch (or its own checkpoint) to cfg.tokens; write curve.csv and run.json."""
+    out_dir = Path(out_dir)
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir / "checkpoints"
+    s = setup(variant, size_name, size_overrides, cfg, data_dir, threads)
+    checkpoint.drop_foreign(ckpt_dir, s.key)
+    resume(s, ckpt_dir)
+    phase = "cosine" if cfg.schedule == "cosine" else (lambda step: "stable" if step <= cfg.cooldown_start else "cooldown")
+    train_until(s, cfg.total_steps, set(cfg.eval_steps()), phase, ckpt_dir)
+    info = write_outputs(s, out_dir, extra_info)
     checkpoint.clear(ckpt_dir)
     return info
+
+
+def run_stable(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, data_dir, out_dir,
+               branch_tokens=(), ckpt_dir=None, threads: int = 1, extra_info: dict | None = None) -> dict:
+    """The stable phase of a wsd lineage, to cfg.tokens (its last budget's cooldown start), keeping a
+    checkpoint at every branch in `branch_tokens` (where a budget's cooldown starts) and at the end.
+    Resumes from its own newest checkpoint of the same trajectory, so extending it to a later
+    branch continues where it ended. Its outputs do not depend on `branch_tokens`."""
+    out_dir = Path(out_dir)
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir / "checkpoints"
+    stable = dataclasses.replace(cfg, stable_only=True)
+    stop = stable.total_steps
+    pinned = {int(b) // cfg.tokens_per_step for b in branch_tokens if int(b) // cfg.tokens_per_step <= stop} | {stop}
+    s = setup(variant, size_name, size_overrides, stable, data_dir, threads)
+    checkpoint.drop_foreign(ckpt_dir, s.key)
+    resume(s, ckpt_dir, max_step=stop)
+    train_until(s, stop, set(stable.eval_steps()), "stable", ckpt_dir, pinned=pinned)
+    return write_outputs(s, out_dir, extra_info)
+
+
+def run_cooldown(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, stable_ckpt_dir, data_dir, out_dir,
+                 threads: int = 1, extra_info: dict | None = None) -> dict:
+    """One budget of a wsd lineage: branch from the stable run's checkpoint at this budget's cooldown
+    start (or catch up at the constant rate from the nearest earlier one, or from scratch), cool down
+    to cfg.tokens. The curve holds the stable rows up to the branch and the cooldown's rows."""
+    s = setup(variant, size_name, size_overrides, cfg, data_dir, threads)
+    branch = cfg.cooldown_start
+    if not resume(s, stable_ckpt_dir, max_step=branch):
+        log.warning("no stable checkpoint at or before step %d in %s: training the stable phase from scratch",
+                    branch, stable_ckpt_dir)
+    if s.step < branch:
+        stable_evals = set(cfg.eval_steps()) | {branch}
+        train_until(s, branch, {k for k in stable_evals if k <= branch}, "stable")
+    s.rows = [r for r in s.rows if r["step"] <= branch]
+    if not s.rows or s.rows[-1]["step"] != branch:
+        eval_row(s, "stable")
+    n = cfg.total_steps - branch
+    cool_evals = {branch + max(1, round(n * q)) for q in (0.25, 0.5, 0.75)} | {cfg.total_steps}
+    train_until(s, cfg.total_steps, cool_evals, "cooldown")
+    return write_outputs(s, out_dir, {**(extra_info or {}), "branch_tokens": branch * cfg.tokens_per_step,
+                                      "resumed_from_step": s.rows[0]["step"] if s.resumed else 0})

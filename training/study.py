@@ -9,6 +9,7 @@ cached by a hash of the config, schema and model sources so `snakemake -n` stays
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -50,11 +51,31 @@ def _one_line(error) -> str:
     return f"{where}: {error.message}"
 
 
+def _coerce_numbers(value, schema: dict):
+    """Numbers written as text become numbers where the schema wants one: YAML 1.1 reads `1e12` (no dot)
+    as a string, and `--config key=1` passes strings."""
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else (types or [])
+    if isinstance(value, str) and ("number" in types or "integer" in types):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if "integer" in types and number.is_integer() else number
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: _coerce_numbers(v, props.get(k, extra if isinstance(extra, dict) else {})) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerce_numbers(v, schema["items"]) for v in value]
+    return value
+
+
 def validate_config(config: dict, schema_path) -> dict:
     from jsonschema import Draft7Validator
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    config = copy.deepcopy(dict(config))
+    config = _coerce_numbers(copy.deepcopy(dict(config)), schema)
     validator = _fill_defaults(Draft7Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -68,6 +89,105 @@ def validate_config(config: dict, schema_path) -> dict:
 
 def lr_label(lr: float) -> str:
     return f"{lr:g}"
+
+
+def number_label(x: float) -> str:
+    """Short, path-safe number: 1e+12 -> '1e12', 2.5e+11 -> '2.5e11', 20 -> '20'."""
+    text = f"{x:.3g}".replace("e+", "e")
+    mant, _, exp = text.partition("e")
+    return f"{mant}e{int(exp)}" if exp else mant
+
+
+BUDGET_PREFIX = {"tokens": "D", "isoflop": "C", "tokens_per_param": "T"}
+
+
+def budget_label(kind: str, level: float) -> str:
+    """Folder name of a budget: D<tokens>, C<FLOPs> or T<tokens per parameter>."""
+    return BUDGET_PREFIX[kind] + number_label(level)
+
+
+def _size_budgets(config: dict, size: dict, tokens_per_step: int) -> list[dict]:
+    """The budgets one size trains at: label, level and tokens (whole optimiser steps)."""
+    b = config["budgets"]
+    if b["kind"] == "tokens":
+        levels = [config["training"]["tokens"]]
+    else:
+        levels = b["levels"]
+    out = []
+    for level in levels:
+        if b["kind"] == "tokens":
+            raw = level
+        elif b["kind"] == "isoflop":
+            raw = level / size["train_flops_per_token"]
+        else:
+            raw = level * size["params_nonembedding"]
+        steps = max(1, int(round(raw / tokens_per_step)))
+        tokens = steps * tokens_per_step
+        tpp = tokens / size["params_nonembedding"]
+        lo, hi = b["tokens_per_param"]
+        joins = b["kind"] == "tokens" or (steps >= b["min_steps"] and (b["kind"] != "isoflop" or lo <= tpp <= hi))
+        out.append({"budget": budget_label(b["kind"], level), "level": level, "budget_tokens": tokens,
+                    "steps": steps, "tokens_per_param": tpp, "joins": joins})
+    return out
+
+
+def _check_budgets(config: dict, variants: dict) -> None:
+    """Each level needs budgets.min_sizes sizes of every variant (isoflop, tokens_per_param)."""
+    b = config["budgets"]
+    if b["kind"] == "tokens":
+        return
+    unit = "FLOPs" if b["kind"] == "isoflop" else "tokens per parameter"
+    if not b["levels"]:
+        raise StudyError(f"config error: budgets.levels is empty; give the budget levels in {unit} for kind {b['kind']}")
+    if any(later <= earlier for earlier, later in zip(b["levels"], b["levels"][1:])):
+        raise StudyError(f"config error: budgets.levels={b['levels']} must increase, without repeats")
+    lo, hi = b["tokens_per_param"]
+    if not lo < hi:
+        raise StudyError(f"config error: budgets.tokens_per_param={b['tokens_per_param']} must be [low, high] with low < high")
+    for name, v in variants.items():
+        for k, level in enumerate(b["levels"]):
+            rows = [(s["size"], s["budgets"][k]) for s in v["sizes"]]
+            joined = [size for size, bud in rows if bud["joins"]]
+            if len(joined) < b["min_sizes"]:
+                detail = ", ".join(f"{size}: {bud['tokens_per_param']:.3g} tokens/param, {bud['steps']} steps"
+                                   for size, bud in rows)
+                raise StudyError(
+                    f"config error: budgets.levels[{k}]={level:g} {unit}: variant {name} has {len(joined)} size(s) "
+                    f"that can train at it ({detail}; allowed: {lo:g}-{hi:g} tokens/param, >= {b['min_steps']} steps); "
+                    f"need >= {b['min_sizes']} (budgets.min_sizes): change the level, widen budgets.tokens_per_param "
+                    "or add sizes")
+
+
+def _runs_of_size(config: dict, name: str, spec, size: dict, overrides: dict) -> tuple[list, list]:
+    """(final runs, stable runs) of one size: one lineage per (seed, lr); per lineage one run per budget
+    (wsd: a cooldown branching off the lineage's stable run; cosine: a run from scratch)."""
+    from training.loop import TrainConfig
+
+    tcfg, entry = config["training"], config["variants"][name]
+    runs, stables = [], []
+    for lr in entry["lr_grid"].get(size["size"], [tcfg["lr"]]):
+        for seed in config["seeds"]:
+            lineage = f"{name}/{size['size']}/seed{seed}_lr{lr_label(lr)}"
+            ident = {"lineage": lineage, "variant": name, "objective": spec.objective, "size": size["size"],
+                     "seed": seed, "lr": lr, "lr_label": lr_label(lr), "size_overrides": overrides,
+                     "size_config": size["size_config"], "params_nonembedding": size["params_nonembedding"],
+                     "schedule": tcfg["schedule"], "source_hash": spec.source_hash()}
+            branches = []
+            for bud in (b for b in size["budgets"] if b["joins"]):
+                cfg = TrainConfig.from_dict(tcfg, tokens=bud["budget_tokens"], lr=lr, seed=seed)
+                branch = cfg.cooldown_start * cfg.tokens_per_step
+                branches.append(branch)
+                job_tokens = bud["budget_tokens"] - (branch if tcfg["schedule"] == "wsd" else 0)
+                runs.append({**ident, "run_id": f"{lineage}/{bud['budget']}", "budget": bud["budget"],
+                             "budget_level": bud["level"], "budget_tokens": bud["budget_tokens"],
+                             "branch_tokens": branch, "train_flops": size["train_flops_per_token"] * job_tokens,
+                             "train_config": dataclasses.asdict(cfg)})
+            if tcfg["schedule"] == "wsd" and branches:
+                cfg = TrainConfig.from_dict(tcfg, tokens=max(branches), lr=lr, seed=seed, stable_only=True)
+                stables.append({**ident, "stable_tokens": max(branches), "branch_tokens": sorted(set(branches)),
+                                "train_flops": size["train_flops_per_token"] * max(branches),
+                                "train_config": dataclasses.asdict(cfg)})
+    return runs, stables
 
 
 def resolve(config: dict) -> dict:
@@ -86,7 +206,8 @@ def resolve(config: dict) -> dict:
             raise StudyError(f"config error: corpus.files={corpus['files']!r} matches no file; give a glob of UTF-8 text files")
     if corpus["source"] == "hf" and not corpus["hf"].get("name"):
         raise StudyError("config error: corpus.hf.name is empty; give a dataset name or a builder such as 'json' with data_files")
-    runs, variants = [], {}
+    tokens_per_step = tcfg["batch_size"] * tcfg["seq_len"]
+    variants = {}
     for name, entry in config["variants"].items():
         if name not in models.REGISTRY:
             raise StudyError(f"config error: variants.{name}: unknown variant; allowed: {', '.join(models.variant_names())}")
@@ -104,20 +225,21 @@ def resolve(config: dict) -> dict:
             except ConfigError as e:
                 raise StudyError(f"config error: variants.{name}.{size_name}: {e}") from None
             account = spec.account(size, ctx)
-            sizes.append({"size": size_name, "size_config": size.as_dict(), "params_nonembedding": account.params_nonembedding,
-                          "train_flops_per_token": account.train_flops_per_token})
-            for lr in entry["lr_grid"].get(size_name, [tcfg["lr"]]):
-                for seed in config["seeds"]:
-                    run_id = f"{name}/{size_name}/seed{seed}_lr{lr_label(lr)}"
-                    runs.append({
-                        "run_id": run_id, "variant": name, "objective": spec.objective, "size": size_name,
-                        "seed": seed, "lr": lr, "lr_label": lr_label(lr), "size_overrides": overrides,
-                        "size_config": size.as_dict(), "params_nonembedding": account.params_nonembedding,
-                        "train_flops": account.train_flops_per_token * tcfg["tokens"],
-                        "source_hash": spec.source_hash(),
-                    })
-        variants[name] = {"objective": spec.objective, "sizes": sizes, "source_file": str(Path(spec.source_file).relative_to(ROOT))}
-    return {"config": config, "runs": runs, "variants": variants}
+            row = {"size": size_name, "size_config": size.as_dict(), "params_nonembedding": account.params_nonembedding,
+                   "train_flops_per_token": account.train_flops_per_token}
+            row["budgets"] = _size_budgets(config, row, tokens_per_step)
+            sizes.append(row)
+        variants[name] = {"objective": spec.objective, "sizes": sizes,
+                          "source_file": str(Path(spec.source_file).relative_to(ROOT))}
+    _check_budgets(config, variants)
+    runs, stables = [], []
+    for name, v in variants.items():
+        spec = models.get_variant(name)
+        for size in v["sizes"]:
+            r, s = _runs_of_size(config, name, spec, size, config["variants"][name]["size_overrides"].get(size["size"], {}))
+            runs += r
+            stables += s
+    return {"config": config, "runs": runs, "stables": stables, "variants": variants}
 
 
 def load_study(config: dict, schema_path, cache_dir=None) -> dict:
@@ -138,3 +260,9 @@ def load_study(config: dict, schema_path, cache_dir=None) -> dict:
         except OSError:
             pass  # a cache, not a result
     return study
+
+
+def stable_branches(config: dict, schema_path, lineage: str, cache_dir=".snakemake/archscale") -> list[int]:
+    """Token counts where the budgets of a wsd lineage branch off its stable run."""
+    study = load_study(config, schema_path, cache_dir)
+    return next((s["branch_tokens"] for s in study["stables"] if s["lineage"] == lineage), [])

@@ -32,7 +32,8 @@ def test_learning_curves_figure(data):
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert ax.get_xlabel() == "compute (FLOPs)"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "frontier" in labels and any("pure" in t for t in labels) and any("E +" in t for t in labels)
+    assert "learning-curve envelope" in labels and "final-point frontier" in labels
+    assert any("pure" in t for t in labels) and any("E +" in t for t in labels)
     assert len(ax.collections) >= 2  # CI bands of both fits
     plt.close(fig)
     fig, ax = plt.subplots()

@@ -18,7 +18,8 @@ def tables():
 
 
 def test_eterm_recovers_truth(tables):
-    f = tables["fits"].query("form == 'eterm'").set_index("variant")
+    f = tables["fits"].query("form == 'eterm' and primary").set_index("variant")
+    assert (f["frontier"] == "envelope").all()  # one token budget for every size: the learning-curve envelope
     for v, alpha in zip(["v0", "v1", "v2"], TRUE_ALPHAS):
         assert f.loc[v, "alpha"] == pytest.approx(alpha, abs=0.025)
         assert f.loc[v, "alpha_lo"] <= alpha <= f.loc[v, "alpha_hi"]
@@ -29,12 +30,13 @@ def test_eterm_recovers_truth(tables):
 
 
 def test_bootstrap_table_matches_fits(tables):
-    b, f = tables["bootstrap"], tables["fits"].set_index(["variant", "form"])
+    b, f = tables["bootstrap"], tables["fits"].set_index(["variant", "form", "frontier"])
     alpha = b[b["param"] == "alpha"]
-    for (v, form), g in alpha.groupby(["variant", "form"]):
-        assert len(g) == f.loc[(v, form), "n_boot"] == (20 if form == "approach3" else 100)
-        assert g["value"].isna().sum() == f.loc[(v, form), "n_failed"]
-        assert np.nanpercentile(g["value"], 2.5) == pytest.approx(f.loc[(v, form), "alpha_lo"])
+    assert len(alpha.groupby(["variant", "form", "frontier"])) == 3 * 4  # pure + eterm on two frontiers
+    for (v, form, frontier), g in alpha.groupby(["variant", "form", "frontier"]):
+        assert len(g) == f.loc[(v, form, frontier), "n_boot"] == 100
+        assert g["value"].isna().sum() == f.loc[(v, form, frontier), "n_failed"]
+        assert np.nanpercentile(g["value"], 2.5) == pytest.approx(f.loc[(v, form, frontier), "alpha_lo"])
 
 
 def test_extrapolation_eterm_close_pure_biased(tables):
@@ -49,7 +51,8 @@ def test_extrapolation_eterm_close_pure_biased(tables):
 
 def test_pure_power_law_recovery():
     df = synthetic_curves(np.random.default_rng(4), E=0.0, alpha=0.05, C_c=1e30)
-    f = stages.fit_stage(df, AnalysisOptions(n_boot=50, n_boot_approach3=0), np.random.default_rng(0))["fits"].set_index("form")
+    f = stages.fit_stage(df, AnalysisOptions(n_boot=50, n_boot_approach3=0), np.random.default_rng(0))["fits"]
+    f = f[f["primary"]].set_index("form")
     assert f.loc["pure", "alpha"] == pytest.approx(0.05, abs=0.01)
     assert f.loc["pure", "r2_log"] > 0.98
 

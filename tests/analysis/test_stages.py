@@ -52,9 +52,11 @@ def test_options_validation_names_value():
 
 def test_fit_refused_with_fewer_than_3_runs(study):
     two = study[(study["variant"] == "v0") & study["size"].isin(["s", "m"])]
-    fits = stages.fit_stage(two, OPTS, np.random.default_rng(0))["fits"]
-    assert set(fits["status"]) == {"refused"}
-    assert fits["note"].str.contains("2 usable run").all()
+    fits = stages.fit_stage(two, OPTS, np.random.default_rng(0))["fits"].set_index(["frontier", "form"])
+    assert set(fits.loc["envelope", "status"]) == {"refused"}
+    assert fits.loc["envelope", "note"].str.contains("2 usable run").all()
+    assert set(fits.loc["final", "status"]) == {"refused", "failed"}  # Approach 3 fails: 2 points
+    assert fits.loc[("final", "pure"), "note"] == "fit refused: 2 final point(s); need >= 3"
     assert fits["alpha"].isna().all()
 
 
@@ -64,10 +66,14 @@ def test_tables_well_formed(tables):
         assert name in tables, name
     fits = tables["fits"]
     assert set(fits["form"]) == {"pure", "eterm", "approach3"}
-    assert (fits["status"] == "ok").all()
-    lc = fits[fits["form"] != "approach3"]
+    lc = fits[fits["primary"]]
+    assert set(lc["form"]) == {"pure", "eterm"} and (lc["frontier"] == "envelope").all()
+    assert (lc["status"] == "ok").all()
     assert (lc["alpha_lo"] <= lc["alpha"]).all() and (lc["alpha"] <= lc["alpha_hi"]).all()
-    assert (fits["alpha_lo"] < fits["alpha_hi"]).all()
+    assert (lc["alpha_lo"] < lc["alpha_hi"]).all()
+    # every size trained on one budget: Approach 3 (final points only) cannot separate N from D
+    a3 = fits[fits["form"] == "approach3"]
+    assert (a3["status"] == "failed").all() and a3["note"].str.contains("distinct N and D").all()
     assert len(tables["pairs"]) == 2 * 3  # 3 variants -> 3 pairs, per form
 
 
@@ -116,7 +122,7 @@ def test_cli_end_to_end(tmp_path):
         assert (out / f"{name}.csv").is_file()
     assert (out / "figures" / "curves_v0.png").stat().st_size > 1000
     fits = pd.read_csv(out / "fits.csv")
-    assert (fits["status"] == "ok").all()
+    assert (fits.loc[fits["primary"], "status"] == "ok").all()
 
 
 def test_cli_reports_bad_input(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from training import checkpoint
 from training.errors import InputError
-from training.loop import CURVE_COLUMNS, TrainConfig, run
+from training.loop import CURVE_COLUMNS, FAULT_NAN_STEP_ENV, TrainConfig, run
 
 SMALL = dict(tokens=64 * 8 * 40, seq_len=64, batch_size=8, eval_points=6, eval_tokens=2048,
              eval_batch_size=8, lr=3e-3, checkpoint_every=10)
@@ -62,8 +62,9 @@ def test_training_run_writes_a_finite_falling_curve(small_data, tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_nan_loss_marks_the_run_diverged_and_keeps_its_curve(small_data, tmp_path):
-    info = run("gpt2", "xs", {}, TrainConfig(**SMALL), small_data, tmp_path, fault_nan_step=25)
+def test_nan_loss_marks_the_run_diverged_and_keeps_its_curve(small_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_NAN_STEP_ENV, "25")
+    info = run("gpt2", "xs", {}, TrainConfig(**SMALL), small_data, tmp_path)
     assert info["status"] == "diverged" and info["diverged_step"] == 25
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert curve["step"].max() < 25 and len(curve) >= 3
@@ -146,3 +147,73 @@ def test_bad_schedule_names_the_key():
         TrainConfig(schedule="step")
     with pytest.raises(InputError, match="cooldown_shape"):
         TrainConfig(schedule="wsd", cooldown_shape="exp")
+
+
+WSD = dict(SMALL, schedule="wsd", warmup_tokens=64 * 8 * 4, cooldown_fraction=0.25, checkpoint_every=7)
+
+
+def test_a_cooldown_branched_from_the_stable_run_equals_the_schedule_trained_in_one_go(small_data, tmp_path):
+    """wsd: stable run -> checkpoint at each budget's cooldown start -> cooldown job. The branched
+    run's curve equals one uninterrupted wsd run of that budget (CPU, same threads)."""
+    from training.loop import run_cooldown, run_stable
+
+    budgets = [64 * 8 * 24, 64 * 8 * 40]
+    cfgs = [TrainConfig(**{**WSD, "tokens": b}) for b in budgets]
+    branches = [c.cooldown_start * c.tokens_per_step for c in cfgs]
+    assert branches == [64 * 8 * 18, 64 * 8 * 30]
+    stable = tmp_path / "stable"
+    info = run_stable("gpt2", "xs", {}, TrainConfig(**{**WSD, "tokens": branches[-1]}), small_data, stable, branches)
+    assert info["steps_done"] == 30
+    kept = sorted(int(p.stem.split("-")[1]) for p in (stable / "checkpoints").glob("step-*.json"))
+    assert {18, 30} <= set(kept)  # every branch checkpoint is kept
+    for cfg in cfgs:
+        out = tmp_path / f"cool{cfg.tokens}"
+        run_cooldown("gpt2", "xs", {}, cfg, stable / "checkpoints", small_data, out)
+        ref = tmp_path / f"ref{cfg.tokens}"
+        run("gpt2", "xs", {}, cfg, small_data, ref)
+        a = pd.read_csv(out / "curve.csv").set_index("step")
+        b = pd.read_csv(ref / "curve.csv").set_index("step")
+        last = cfg.total_steps
+        assert a.index[-1] == b.index[-1] == last
+        assert a.loc[last, "eval_loss"] == b.loc[last, "eval_loss"]  # bit-identical final point
+        assert (a["phase"].loc[: cfg.cooldown_start] == "stable").all() and a["phase"].iloc[-1] == "cooldown"
+        assert a["lr"].iloc[-1] == 0.0
+
+
+def test_extending_a_stable_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
+    from training.loop import run_stable
+
+    short, long = TrainConfig(**{**WSD, "tokens": 64 * 8 * 12}), TrainConfig(**{**WSD, "tokens": 64 * 8 * 20})
+    out = tmp_path / "stable"
+    first = run_stable("gpt2", "xs", {}, short, small_data, out)
+    assert first["resumed"] is False and first["steps_done"] == 12
+    longer = run_stable("gpt2", "xs", {}, long, small_data, out)
+    assert longer["resumed"] is True and longer["steps_done"] == 20
+    direct = run_stable("gpt2", "xs", {}, long, small_data, tmp_path / "direct")
+    a = pd.read_csv(out / "curve.csv").drop(columns="elapsed_s").set_index("step")
+    b = pd.read_csv(tmp_path / "direct" / "curve.csv").drop(columns="elapsed_s").set_index("step")
+    assert a.loc[20, "eval_loss"] == b.loc[20, "eval_loss"]
+    assert direct["resumed"] is False
+
+
+def test_a_checkpoint_of_another_config_is_never_resumed(small_data, tmp_path, caplog):
+    """Kill-then-change: a checkpoint written under one config must not be resumed under another
+    (the curve would mix two schedules, or a changed width would fail to load)."""
+    from training.loop import run_stable
+
+    out = tmp_path / "stable"
+    cfg = TrainConfig(**{**WSD, "tokens": 64 * 8 * 12})
+    run_stable("gpt2", "xs", {}, cfg, small_data, out)
+    changed = run_stable("gpt2", "xs", {"d_model": 48}, cfg, small_data, out)
+    assert changed["resumed"] is False
+    assert "belong to another configuration" in caplog.text
+    cosine = TrainConfig(**{**SMALL, "checkpoint_every": 5})
+    ckpt = tmp_path / "ckpt"
+    from training.loop import save_checkpoint, setup
+
+    s = setup("gpt2", "xs", {}, cosine, small_data)
+    s.step = 5
+    save_checkpoint(s, ckpt)
+    info = run("gpt2", "xs", {}, TrainConfig(**{**SMALL, "tokens": SMALL["tokens"] * 2}), small_data, tmp_path / "r",
+               ckpt_dir=ckpt)
+    assert info["resumed"] is False  # a changed budget changes a cosine schedule: never resumed

@@ -4,12 +4,17 @@ from pathlib import Path
 
 RESULTS = config["results_dir"]
 DATA = f"{RESULTS}/data"
-RUNS = {r["run_id"]: r for r in STUDY["runs"]}
+WSD = config["training"]["schedule"] == "wsd"
+RUNS = {r["run_id"]: r for r in STUDY["runs"]}  # final runs: one per (lineage, budget)
+STABLES = {s["lineage"]: s for s in STUDY["stables"]}  # wsd: one stable run per lineage
 VARIANTS = list(STUDY["variants"])
 # the files a training job runs besides its model (the model's own files are in the study's source_hash)
 TRAIN_CODE = ("training/loop.py", "training/data.py", "training/device.py", "training/checkpoint.py",
               "training/tokenizer.py", "training/atomic.py", "workflow/scripts/train.py")
-RUN_DIR = f"{RESULTS}/runs/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
+# a lineage is (variant, size, seed, lr); each of its budgets is a run in a folder of its own
+LINEAGE_DIR = f"{RESULTS}/runs/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
+RUN_DIR = f"{LINEAGE_DIR}/{{budget}}"
+STABLE_DIR = f"{LINEAGE_DIR}/stable"
 
 
 wildcard_constraints:
@@ -17,6 +22,7 @@ wildcard_constraints:
     size="[A-Za-z0-9_]+",
     seed="[0-9]+",
     lr="[0-9.e+-]+",
+    budget="[CDT][0-9.e]+",
     compute="flops|flops_6n",
 
 
@@ -31,18 +37,29 @@ def source_hash(*paths):
 
 # analysis code each stage runs: the statistics (frontier, fit, compare), figures, the report
 STATS_CODE = tuple(
-    f"analysis/{m}.py" for m in ("__init__", "bootstrap", "compare", "fits", "frontier", "io", "options", "stages", "table")
+    f"analysis/{m}.py" for m in ("__init__", "bootstrap", "compare", "finals", "fits", "frontier", "io", "options", "stages", "table")
 )
-FIGURES_CODE = STATS_CODE + ("analysis/plots.py",)
+FIGURES_CODE = STATS_CODE + ("analysis/plots.py", "analysis/figure_list.py")
 REPORT_CODE = ("analysis/report.py", "analysis/compare.py", "analysis/options.py", "analysis/io.py")
 
 
+def lineage_of(wildcards):
+    return f"{wildcards.variant}/{wildcards.size}/seed{wildcards.seed}_lr{wildcards.lr}"
+
+
 def run_of(wildcards):
-    return RUNS[f"{wildcards.variant}/{wildcards.size}/seed{wildcards.seed}_lr{wildcards.lr}"]
+    """The job's run record: a budget's run, or (no budget wildcard) the lineage's stable run."""
+    if "budget" in wildcards.keys():
+        return RUNS[f"{lineage_of(wildcards)}/{wildcards.budget}"]
+    return STABLES[lineage_of(wildcards)]
+
+
+def lineage_dir(r):
+    return LINEAGE_DIR.format(variant=r["variant"], size=r["size"], seed=r["seed"], lr=r["lr_label"])
 
 
 def run_dirs():
-    return [RUN_DIR.format(variant=r["variant"], size=r["size"], seed=r["seed"], lr=r["lr_label"]) for r in STUDY["runs"]]
+    return [f"{lineage_dir(r)}/{r['budget']}" for r in STUDY["runs"]]
 
 
 def all_curves(wildcards=None):
@@ -53,16 +70,20 @@ def all_run_infos(wildcards=None):
     return [f"{d}/run.json" for d in run_dirs()]
 
 
-def train_size_overrides(wildcards):
+def stable_info(wildcards):
+    """A cooldown needs its lineage's stable run to have finished. `ancient`: a stable run that is
+    extended for a later budget does not make the finished cooldowns of earlier budgets stale (their
+    branch checkpoints are unchanged; the parameters of each cooldown name its whole trajectory)."""
+    return ancient(f"{STABLE_DIR}/run.json".format(**dict(wildcards.items())))
+
+
+def train_size_config(wildcards):
     return run_of(wildcards)["size_config"]
 
 
-def train_seed(wildcards):
-    return run_of(wildcards)["seed"]
-
-
-def train_lr(wildcards):
-    return run_of(wildcards)["lr"]
+def train_config(wildcards):
+    """The run's resolved TrainConfig fields (budget, seed and lr included)."""
+    return run_of(wildcards)["train_config"]
 
 
 def train_source_hash(wildcards):
@@ -93,32 +114,26 @@ def fit_analysis_params(wildcards):
     return {**config["analysis"], "compute": wildcards.compute}
 
 
+FIT_KINDS = ("fits", "bootstrap", "ln_fits", "isoflop", "allocation")
+
+
 def fit_tables(compute):
     """{table kind: [one file per variant]} of the fits made with `compute`."""
     return {
         kind: expand(f"{RESULTS}/analysis/fit/{{variant}}/{compute}/{kind}.csv", variant=VARIANTS)
-        for kind in ("fits", "bootstrap", "ln_fits")
+        for kind in FIT_KINDS
     }
 
 
-def figure_stems():
-    """Figures of the study: one learning-curve figure per variant, one frontier overlay per
-    objective, the exponent forest, the delta-alpha matrices (two or more variants), extrapolation."""
-    objectives = sorted({v["objective"] for v in STUDY["variants"].values()})
-    stems = [f"curves_{v}" for v in VARIANTS] + [f"frontiers_{o}" for o in objectives] + ["exponent_forest"]
-    if len(VARIANTS) > 1:
-        stems += ["delta_alpha_pure", "delta_alpha_eterm"]
-    return stems + ["extrapolation", "loss_vs_params"]
-
-
-def figure_caption(stem):
-    return f"../report/{stem.rsplit('_', 1)[0] if stem.startswith(('curves_', 'frontiers_')) else stem}.rst"
-
-
 def figure_outputs():
+    """The study's figures, from the library's one list (analysis/figure_list.py), marked for --report."""
+    from analysis.figure_list import caption_of, figure_stems
+
+    objectives = sorted({v["objective"] for v in STUDY["variants"].values()})
     return {
-        stem: report(f"{RESULTS}/report/figures/{stem}.png", caption=figure_caption(stem), category="figures")
-        for stem in figure_stems()
+        stem: report(f"{RESULTS}/report/figures/{stem}.png", caption=f"../report/{caption_of(stem, VARIANTS, objectives)}.rst",
+                     category="figures")
+        for stem in figure_stems(VARIANTS, objectives)
     }
 
 
@@ -127,7 +142,9 @@ def alt_compute():
 
 
 def train_benchmarks(wildcards=None):
-    return [f"{RESULTS}/benchmarks/train/{r['variant']}/{r['size']}/seed{r['seed']}_lr{r['lr_label']}.tsv" for r in STUDY["runs"]]
+    """Benchmark files of every training job (stable runs and cooldowns, or cosine runs)."""
+    bench = lambda r, leaf: f"{RESULTS}/benchmarks/train/{r['variant']}/{r['size']}/seed{r['seed']}_lr{r['lr_label']}/{leaf}.tsv"
+    return [bench(r, r["budget"]) for r in STUDY["runs"]] + [bench(s, "stable") for s in STUDY["stables"]]
 
 
 def primary_fit_tables(wildcards=None):
@@ -146,6 +163,6 @@ def analysis_tables(wildcards=None):
 ENV = "../../environment.yml"
 FRONTIER_TABLES = {
     name: f"{RESULTS}/analysis/frontier/{name}.csv"
-    for name in ("frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
+    for name in ("final_points", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
 }
 COMPARE_TABLES = {name: f"{RESULTS}/analysis/compare/{name}.csv" for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")}

@@ -9,6 +9,8 @@ rule fit:
         fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/fits.csv",
         bootstrap=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/bootstrap.csv",
         ln_fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/ln_fits.csv",
+        isoflop=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/isoflop.csv",
+        allocation=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/allocation.csv",
     params:
         analysis=fit_analysis_params,
         code=source_hash(*STATS_CODE),

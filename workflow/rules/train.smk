@@ -1,30 +1,87 @@
-# One job per (variant, size, seed, learning rate).
+# Training jobs. wsd: one stable run per lineage (variant, size, seed, lr) and one cooldown per
+# budget branching off it; cosine: one run from scratch per (lineage, budget).
+TRAIN_BENCH = f"{RESULTS}/benchmarks/train/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
+TRAIN_LOG = f"{RESULTS}/logs/train/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
 
+if WSD:
 
-rule train:
-    input:
-        meta=rules.tokenizer.output.meta,
-        train=rules.tokenizer.output.train,
-        val=rules.tokenizer.output.val,
-    output:
-        curve=f"{RUN_DIR}/curve.csv",
-        info=f"{RUN_DIR}/run.json",
-    params:
-        size_config=train_size_overrides,
-        seed=train_seed,
-        lr=train_lr,
-        training=config["training"],
-        code=train_source_hash,
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=train_mem_mb,
-        runtime=train_runtime,
-        gpu=config["training"]["gpus"],
-    conda:
-        ENV
-    log:
-        f"{RESULTS}/logs/train/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}.tsv"
-    script:
-        "../scripts/train.py"
+    rule stable:
+        input:
+            meta=rules.tokenizer.output.meta,
+            train=rules.tokenizer.output.train,
+            val=rules.tokenizer.output.val,
+        output:
+            curve=f"{STABLE_DIR}/curve.csv",
+            info=f"{STABLE_DIR}/run.json",
+        params:
+            size_config=train_size_config,
+            train_config=train_config,
+            code=train_source_hash,
+        threads: config["training"]["threads"]
+        resources:
+            mem_mb=train_mem_mb,
+            runtime=train_runtime,
+            gpu=config["training"]["gpus"],
+        conda:
+            ENV
+        log:
+            f"{TRAIN_LOG}/stable.log",
+        benchmark:
+            f"{TRAIN_BENCH}/stable.tsv"
+        script:
+            "../scripts/train.py"
+
+    rule cooldown:
+        input:
+            meta=rules.tokenizer.output.meta,
+            train=rules.tokenizer.output.train,
+            val=rules.tokenizer.output.val,
+            stable=stable_info,
+        output:
+            curve=f"{RUN_DIR}/curve.csv",
+            info=f"{RUN_DIR}/run.json",
+        params:
+            size_config=train_size_config,
+            train_config=train_config,
+            code=train_source_hash,
+        threads: config["training"]["threads"]
+        resources:
+            mem_mb=train_mem_mb,
+            runtime=train_runtime,
+            gpu=config["training"]["gpus"],
+        conda:
+            ENV
+        log:
+            f"{TRAIN_LOG}/{{budget}}.log",
+        benchmark:
+            f"{TRAIN_BENCH}/{{budget}}.tsv"
+        script:
+            "../scripts/train.py"
+
+else:
+
+    rule train:
+        input:
+            meta=rules.tokenizer.output.meta,
+            train=rules.tokenizer.output.train,
+            val=rules.tokenizer.output.val,
+        output:
+            curve=f"{RUN_DIR}/curve.csv",
+            info=f"{RUN_DIR}/run.json",
+        params:
+            size_config=train_size_config,
+            train_config=train_config,
+            code=train_source_hash,
+        threads: config["training"]["threads"]
+        resources:
+            mem_mb=train_mem_mb,
+            runtime=train_runtime,
+            gpu=config["training"]["gpus"],
+        conda:
+            ENV
+        log:
+            f"{TRAIN_LOG}/{{budget}}.log",
+        benchmark:
+            f"{TRAIN_BENCH}/{{budget}}.tsv"
+        script:
+            "../scripts/train.py"
