@@ -304,6 +304,8 @@ def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = 
     names = ("E", "A", "B", "alpha", "beta")
     near = [n for n, v, lo, hi in zip(names, best.x, lower, upper)  # within 1e-3 of a finite bound
             if min(abs(v - lo), abs(v - hi)) < 1e-3]
+    _, w_a, w_b, _ = _a3_terms(best.x, lN, lD)  # a term that never carries 1e-6 of the loss has vanished:
+    near += [f"{n} -> 0" for n, w in (("A", w_a), ("B", w_b)) if w.max() < 1e-6]  # its exponent is undetermined
     return Approach3Fit(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta),
                         int(L.size), **_gof(resid, ly, delta), at_bound=tuple(near))
 

@@ -55,3 +55,39 @@ def synthetic_study(rng: np.random.Generator, n_variants=6, **kw) -> pd.DataFram
     parts = [synthetic_curves(rng, variant=f"v{i}", objective=objectives[i % 3], alpha=float(a), **kw)
              for i, a in enumerate(alphas)]
     return pd.concat(parts, ignore_index=True)
+
+
+def chinchilla_surface(N, D, E=1.8, A=60.0, B=400.0, alpha=0.34, beta=0.28):
+    """L(N, D) = E + A / N^alpha + B / D^beta."""
+    return E + A / np.asarray(N, float) ** alpha + B / np.asarray(D, float) ** beta
+
+
+def surface_truths(E=1.8, A=60.0, B=400.0, alpha=0.34, beta=0.28) -> dict:
+    """What each approach should recover from `chinchilla_surface` with C = 6 N D: the exponents of
+    N_opt ~ C^a and D_opt ~ C^b, and the compute-optimal frontier L*(C) = E + G C^-gamma."""
+    a, b = beta / (alpha + beta), alpha / (alpha + beta)
+    return {"E": E, "alpha": alpha, "beta": beta, "a": a, "b": b, "gamma": alpha * beta / (alpha + beta)}
+
+
+def synthetic_budget_grid(rng: np.random.Generator, levels=(1e13, 3e13, 1e14, 3e14, 1e15), variant="base",
+                          objective="causal", n_sizes=14, n_range=(3e4, 3e7), tokens_per_param=(1.0, 2000.0),
+                          noise_sd=0.004, seeds=(0,), n_points=6, **surface) -> pd.DataFrame:
+    """A study on an IsoFLOP budget grid: at each level C every size with D = C / 6N in the
+    tokens-per-parameter window is one run ending at (N, D) on `chinchilla_surface`, with a few earlier
+    points on its way (a learning curve) and seeded multiplicative noise. flops = flops_6n = 6 N D."""
+    sizes = np.geomspace(*n_range, n_sizes)
+    rows = []
+    for level in levels:
+        for k, n in enumerate(sizes):
+            d = level / (6 * n)
+            if not tokens_per_param[0] <= d / n <= tokens_per_param[1]:
+                continue
+            for seed in seeds:
+                tokens = np.round(d * np.linspace(0.3, 1.0, n_points)).astype(np.int64)
+                loss = chinchilla_surface(n, tokens, **surface) * np.exp(rng.normal(0, noise_sd, n_points))
+                rows.append(pd.DataFrame({
+                    "variant": variant, "objective": objective, "size": f"n{k:02d}", "seed": seed,
+                    "run": f"{variant}/n{k:02d}/seed{seed}/C{level:.3g}", "budget": f"C{level:.3g}",
+                    "params_total": int(n), "params_nonembedding": int(n), "tokens": tokens,
+                    "flops": 6.0 * n * tokens, "flops_6n": 6.0 * n * tokens, "loss": loss}))
+    return pd.concat(rows, ignore_index=True)
