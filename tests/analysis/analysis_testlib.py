@@ -8,7 +8,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+DATA = ROOT / "tests" / "data"  # public reference data shipped with the repository (see its README.md)
+REFERENCE = DATA
 
 
 def make_run(variant, size, params, tokens, losses, seed=0, objective="causal", **extra):
