@@ -9,6 +9,8 @@ than analysis.transient.STEEP_SLOPE at their cut, and the share of points kept:
   * gemstone  - 22 Gemstones constant-lr runs, one token budget (curves start at 2% of training)
   * pythia+short - the Pythia runs plus each run truncated at 1/4 and 1/16 of its tokens: a token-budget ladder
                    in which the short runs carry the same early transient
+each without and with extend_steep; the row "default" is the rule with no fraction given (10%).  Then the same
+envelope fit at the default is compared with raw-envelope-point OLS fits ("independent" fits) at 5-20%.
 """
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from analysis.bootstrap import fit_frontier  # noqa: E402
 from analysis.fits import FitError  # noqa: E402
-from analysis.frontier import RunCurves  # noqa: E402
+from analysis.frontier import RunCurves, envelope_points  # noqa: E402
 from analysis.table import validate_curves  # noqa: E402
 from analysis.transient import DEFAULT_FRACTION, early_transient  # noqa: E402
 
@@ -42,8 +45,7 @@ def sweep(curves: pd.DataFrame, fractions=FRACTIONS, extend_steep: bool = False)
     """One row per drop fraction (None = the default rule): alphas, runs steep at the cut, share of points kept."""
     rows = []
     for f in fractions:
-        res = early_transient(curves, fraction=f, use_warmup=False, extend_steep=extend_steep if f is not None
-                              else None)
+        res = early_transient(curves, fraction=f, use_warmup=False, extend_steep=extend_steep)
         kept = res.kept(curves)
         rows.append(dict(fraction="default" if f is None else f"{f:.3f}", alpha_pure=envelope_alpha(kept, "flops"),
                          alpha_pure_6n=envelope_alpha(kept, "flops_6n"), alpha_eterm=envelope_alpha(kept, "flops",
@@ -53,16 +55,29 @@ def sweep(curves: pd.DataFrame, fractions=FRACTIONS, extend_steep: bool = False)
     return pd.DataFrame(rows)
 
 
+def raw_envelope_alpha(curves: pd.DataFrame) -> float:
+    """An independent envelope fit: OLS of ln loss on ln flops over the raw points on the lower envelope."""
+    pts = envelope_points(RunCurves.from_table(curves, "flops"))
+    return float(-sm.OLS(np.log(pts["loss"]), sm.add_constant(np.log(pts["compute"]))).fit().params.iloc[1])
+
+
 def main() -> int:
     sets = {"pythia": validate_curves(pythia_curves()), "gemstone": validate_curves(gemstone_curves())}
     sets["pythia+short"] = with_short_runs(sets["pythia"])
     for name, curves in sets.items():
         n_runs = curves["run"].nunique()
         for extend in (False, True):
-            tab = sweep(curves, FRACTIONS + ((None,) if extend else ()), extend_steep=extend)
+            tab = sweep(curves, FRACTIONS + (None,), extend_steep=extend)
             print(f"\n== {name}: {n_runs} runs, {len(curves)} points" + (", extend_steep=True" if extend else ""))
             print(tab.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"\ndefault fraction: {DEFAULT_FRACTION:.0%}")
+    print(f"\ndefault fraction: {DEFAULT_FRACTION:.0%}; default envelope fit vs raw-envelope OLS fits at 5-20%:")
+    sets["gemstone+short"] = with_short_runs(sets["gemstone"])
+    for name, curves in sets.items():
+        ours = envelope_alpha(early_transient(curves).kept(curves), "flops")
+        ref = {f: raw_envelope_alpha(early_transient(curves, fraction=f).kept(curves)) for f in (0.05, 0.10, 0.20)}
+        dev = [ours / a - 1 for a in ref.values()]
+        print(f"  {name:15s} default {ours:.4f}; raw-envelope " + ", ".join(f"{f:.0%}: {a:.4f}" for f, a in ref.items())
+              + f"; deviation {min(dev):+.0%} .. {max(dev):+.0%}")
     return 0
 
 

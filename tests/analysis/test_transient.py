@@ -60,22 +60,24 @@ def test_given_fraction_combines_with_warmup():
     assert r["rule"] == "none" and r["n_dropped"] == 0
 
 
-def test_steep_stretch_past_the_fraction_is_dropped_by_default():
-    """A run whose transient lasts 30% of its tokens: the default rule extends the cut past it; a given
-    fraction does not, and the table flags the run as still steep."""
+def test_steep_stretch_is_flagged_and_optionally_dropped():
+    """A run whose transient lasts 30% of its tokens: the default 10% cut is flagged as still steep; with
+    extend_steep the cut moves past the steep stretch."""
     df = validate_curves(_run(_with_transient(0.3)))
     r = early_transient(df).runs.iloc[0]
-    assert r["rule"] == "steep extension" and not r["steep_at_cut"]
-    assert 0.3 * TOKENS.max() <= r["cut_tokens"] <= 0.45 * TOKENS.max()
-    given = early_transient(df, fraction=DEFAULT_FRACTION).runs.iloc[0]
-    assert given["rule"] == "fraction" and given["steep_at_cut"] and given["slope_at_cut"] < STEEP_SLOPE
-    assert "still steep" in given["note"]
-    assert any("still steep" in line for line in summary_lines(early_transient(df, fraction=0.1)))
+    assert r["rule"] == "default fraction" and r["steep_at_cut"] and r["slope_at_cut"] < STEEP_SLOPE
+    assert "still steep" in r["note"]
+    assert any("still steep" in line for line in summary_lines(early_transient(df)))
+    ext = early_transient(df, extend_steep=True).runs.iloc[0]
+    assert ext["rule"] == "steep extension" and not ext["steep_at_cut"]
+    assert 0.3 * TOKENS.max() <= ext["cut_tokens"] <= 0.45 * TOKENS.max()
+    assert early_transient(validate_curves(_run(_settled())), extend_steep=True).runs.iloc[0]["rule"] == \
+        "default fraction"  # nothing steep: nothing extended
 
 
 def test_extension_never_passes_half_the_run():
     df = validate_curves(_run(3.0 * (TOKENS / 1e6) ** -0.4))  # steep everywhere
-    r = early_transient(df).runs.iloc[0]
+    r = early_transient(df, extend_steep=True).runs.iloc[0]
     first_past_limit = TOKENS[TOKENS > EXTEND_LIMIT * TOKENS.max()][0]
     assert r["cut_tokens"] == first_past_limit  # the point after the last steep one inside the first half
     assert r["n_kept"] == int((TOKENS >= first_past_limit).sum()) >= 3 and r["steep_at_cut"]
@@ -84,7 +86,7 @@ def test_extension_never_passes_half_the_run():
 def test_runs_are_cut_independently_and_mask_is_aligned():
     a, b = _run(_settled(), size="s"), _run(_with_transient(0.3), size="m", params=2e6)
     df = validate_curves(pd.concat([a, b], ignore_index=True)).sample(frac=1.0, random_state=0)
-    res = early_transient(df)
+    res = early_transient(df, extend_steep=True)
     assert res.drop.index.equals(df.index)
     runs = res.runs.set_index("size")
     assert runs.loc["s", "rule"] == "default fraction" and runs.loc["m", "rule"] == "steep extension"
@@ -135,16 +137,19 @@ def test_pythia_default_cut_is_past_every_transient(pythia):
     assert (default["slope_at_cut"] > -0.1).all()
 
 
-def test_short_runs_do_not_bring_the_transient_back(pythia):
-    """Pythia plus each run truncated at 1/4 and 1/16 (a budget ladder): a fixed 10% share of the short runs
-    readmits their transient (measured alpha 0.094; 0.107 at 5%); the default rule gives 0.081, the value of
-    the full runs alone cut at 2% (0.079), i.e. past their transient."""
+def test_short_runs_are_flagged_and_extend_steep_removes_their_transient(pythia):
+    """Pythia plus each run truncated at 1/4 and 1/16 (a budget ladder): a 10% share of the short runs readmits
+    their transient (alpha 0.094 against 0.079 for the full runs cut at 2%); the default flags those runs as
+    still steep (19 of 60), and extend_steep brings alpha back to 0.081."""
     ladder = with_short_runs(pythia)
-    by_share = _alpha(early_transient(ladder, fraction=DEFAULT_FRACTION).kept(ladder))
-    default = _alpha(early_transient(ladder).kept(ladder))
+    default = early_transient(ladder)
+    assert default.runs["steep_at_cut"].sum() >= 10
+    assert default.runs.loc[default.runs["steep_at_cut"], "run"].str.contains("/T").all()  # only short runs
     clean = _alpha(early_transient(pythia, fraction=0.02).kept(pythia))
-    assert abs(default / clean - 1) < 0.05
-    assert by_share / clean - 1 > 0.1
+    assert _alpha(default.kept(ladder)) / clean - 1 > 0.1
+    extended = early_transient(ladder, extend_steep=True)
+    assert not extended.runs["steep_at_cut"].any()
+    assert abs(_alpha(extended.kept(ladder)) / clean - 1) < 0.05
 
 
 def test_gemstone_default_sits_on_the_plateau():
