@@ -28,7 +28,7 @@ from analysis.options import AnalysisOptions  # noqa: E402
 from analysis.stages import fit_stage, prepare  # noqa: E402
 from analysis.synthetic import synthetic_study  # noqa: E402
 
-REFERENCE = ROOT.parent / "shared" / "reference" / "chinchilla_epoch_reconstruction.csv"
+REFERENCE = ROOT / "tests" / "data" / "chinchilla_epoch_reconstruction.csv"
 DELTA = 1e-3
 
 

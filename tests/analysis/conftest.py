@@ -1,10 +1,10 @@
 import pytest
 
-from analysis_testlib import REFERENCE
+from analysis_testlib import DATA
 
 
 @pytest.fixture
 def reference_dir():
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference data folder {REFERENCE} is absent (only CI and the project machines have it)")
-    return REFERENCE
+    """tests/data: public reference data shipped with the repository (never skipped)."""
+    assert DATA.is_dir(), f"{DATA} is missing: it is part of the repository"
+    return DATA

@@ -7,7 +7,7 @@ from analysis_testlib import ROOT  # noqa: F401
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
-from analysis.compare import NOT_DISTINGUISHABLE, exponent_pairs
+from analysis.compare import CROSS_OBJECTIVE, NOT_DISTINGUISHABLE, exponent_pairs
 from analysis.fits import FitError, PowerLawFit, fit_eterm, fit_pure
 from analysis.options import AnalysisOptions
 
@@ -20,14 +20,22 @@ def _fit(alpha, sd, n=4000, seed=0):
 
 
 def test_holm_decides_the_verdict():
-    spec = {"a": ("causal", 0.300), "b": ("causal", 0.270), "c": ("masked", 0.301), "d": ("causal", 0.200)}
+    """Holm within the same-objective family; the cross-objective pair a-c is descriptive only."""
+    spec = {"a": ("causal", 0.300), "b": ("causal", 0.270), "c": ("masked", 0.301), "d": ("causal", 0.200),
+            "e": ("causal", 0.299)}
     fitted = {(v, "eterm"): (obj, _fit(alpha, 0.01, seed=i)) for i, (v, (obj, alpha)) in enumerate(spec.items())}
     p = exponent_pairs(fitted, AnalysisOptions()).set_index(["variant_a", "variant_b"])
-    assert len(p) == 6
-    np.testing.assert_allclose(p["p_holm"], multipletests(p["p_boot"], method="holm")[1])
-    ab = p.loc[("a", "b")]  # z = 0.03 / 0.0141 = 2.1: p ~ 0.034 raw, > 0.05 after Holm
+    assert len(p) == 10
+    same = p[~p["cross_objective"]]
+    assert len(same) == 6 and (same["family"] == "eterm/causal").all()
+    np.testing.assert_allclose(same["p_holm"], multipletests(same["p_boot"], method="holm")[1])
+    cross = p[p["cross_objective"]]
+    assert (cross["family"] == "").all() and cross["p_holm"].isna().all() and (cross["verdict"] == CROSS_OBJECTIVE).all()
+    ab = p.loc[("a", "b")]  # z = 0.03 / 0.0141 = 2.1: p ~ 0.034 raw, > 0.05 after Holm over the 6 causal pairs
+    assert ab["p_boot"] == pytest.approx(2 * norm.sf(0.03 / np.sqrt(2) / 0.01), rel=0.02)
     assert ab["p_boot"] < 0.05 < ab["p_holm"]
     assert ab["verdict"] == NOT_DISTINGUISHABLE and ab["steeper_variant"] == ""
+    assert ab["delta_lo"] > 0 > ab["delta_lo_adj"]  # unadjusted 95% excludes 0, the Holm-level interval does not
     ad = p.loc[("a", "d")]
     assert ad["verdict"] == "steeper" and ad["steeper_variant"] == "a"
     assert ad["delta_lo"] == pytest.approx(0.1 - 1.96 * np.sqrt(2) * 0.01, abs=2e-3)

@@ -1,7 +1,8 @@
-"""Published reference data (../shared/reference/, skipped when absent)."""
+"""Published reference data in tests/data (see tests/data/README.md): refits reproduce the published numbers."""
 import numpy as np
 import pandas as pd
 import pytest
+from analysis_testlib import DATA
 
 from analysis import stages
 from analysis.fits import bootstrap_approach3, fit_approach3
@@ -12,12 +13,9 @@ PUBLISHED = dict(E=1.8172, alpha=0.3473, beta=0.3672, huber=0.0010183, alpha_ci=
 
 
 @pytest.fixture(scope="module")
-def chinchilla(request):
-    from analysis_testlib import REFERENCE
-    path = REFERENCE / "chinchilla_epoch_reconstruction.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (reference data lives in ../shared/reference/)")
-    d = pd.read_csv(path).sort_values("loss", kind="stable").iloc[:-5]  # drop the 5 highest-loss points
+def chinchilla():
+    d = pd.read_csv(DATA / "chinchilla_epoch_reconstruction.csv")
+    d = d.sort_values("loss", kind="stable").iloc[:-5]  # drop the 5 highest-loss points
     N, C, L = d["Model Size"].to_numpy(), d["Training FLOP"].to_numpy(), d["loss"].to_numpy()
     return N, C / (6 * N), L
 
@@ -47,11 +45,7 @@ def test_chinchilla_bootstrap_alpha_interval(chinchilla):
 
 
 def test_misfitting_ln_total_vs_nonembedding():
-    from analysis_testlib import REFERENCE
-    path = REFERENCE / "misfitting_final_checkpoints.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (reference data lives in ../shared/reference/)")
-    d = pd.read_csv(path)
+    d = pd.read_csv(DATA / "misfitting_final_checkpoints.csv")
     best = d.loc[d.groupby("model")["loss"].idxmin()]  # each model's best final checkpoint
     curves = pd.DataFrame({"variant": "misfitting", "objective": "causal", "size": best["model"], "seed": 0,
                            "params_total": best["N"], "params_nonembedding": best["N_no_emb"],
