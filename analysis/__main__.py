@@ -22,7 +22,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-boot", type=int, default=AnalysisOptions.n_boot)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=1)
-    ap.add_argument("--drop-fraction", type=float, default=0.0)
+    ap.add_argument("--drop-fraction", type=float, default=None,
+                    help="envelope: drop each run's points before this share of its tokens (default: the 10%% rule)")
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args(argv)
     try:

@@ -14,7 +14,9 @@ class AnalysisOptions:
     # final points (Approach 1), "envelope" = lower envelope of the learning curves (Kaplan), "auto" =
     # final when some size was trained at two or more token budgets, else envelope
     frontier: str = "auto"
-    drop_fraction: float = 0.0  # drop a run's points with tokens < drop_fraction * its final tokens
+    # learning-curve envelope: drop a run's points with tokens < drop_fraction x its final tokens; None = the
+    # default early-transient rule (10%, analysis.transient)
+    drop_fraction: float | None = None
     drop_warmup: bool = True  # also drop points with tokens < warmup_tokens (if that column exists)
     grid_points: int = 40  # log-spaced compute grid per variant (frontier interpolation and fits)
     n_boot: int = 1000  # cluster-bootstrap resamples (whole runs)
@@ -40,8 +42,8 @@ class AnalysisOptions:
             bad("compute", f"use one of {', '.join(COMPUTE_COLUMNS)}")
         if self.frontier not in FRONTIERS:
             bad("frontier", f"use one of {', '.join(FRONTIERS)}")
-        if not 0.0 <= self.drop_fraction < 1.0:
-            bad("drop_fraction", "use a fraction in [0, 1)")
+        if self.drop_fraction is not None and not 0.0 <= self.drop_fraction < 1.0:
+            bad("drop_fraction", "use None (the default early-transient rule) or a fraction in [0, 1)")
         if not isinstance(self.drop_warmup, bool):
             bad("drop_warmup", "use True or False")
         if not (isinstance(self.grid_points, int) and self.grid_points >= 5):

@@ -18,7 +18,7 @@ import pandas as pd
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from .compare import NOT_DISTINGUISHABLE
+from .compare import NOT_DISTINGUISHABLE, PAIR_METHOD, TIER_METHOD
 from .options import AnalysisOptions
 
 UNIGRAM_MARGIN = 0.25  # nats: a best loss closer than this to the unigram baseline is flagged
@@ -157,29 +157,18 @@ def ranking(fits: pd.DataFrame, form: str) -> pd.DataFrame:
     })
 
 
-def verdict_sentences(pairs: pd.DataFrame, form: str) -> list[str]:
-    out = []
-    for r in pairs[pairs["form"] == form].to_dict("records"):
-        flag = " (different objectives: exponents only)" if r.get("cross_objective") else ""
-        delta = f"delta {fmt(r['delta_alpha'])}, 95% CI {fmt(r['delta_lo'])} to {fmt(r['delta_hi'])}, Holm p = {fmt(r['p_holm'], 2)}"
-        if r["verdict"] == NOT_DISTINGUISHABLE or not isinstance(r.get("steeper_variant"), str):
-            out.append(f"{r['variant_a']} vs {r['variant_b']}: not distinguishable at this scale ({delta}){flag}.")
-        else:
-            other = r["variant_b"] if r["steeper_variant"] == r["variant_a"] else r["variant_a"]
-            out.append(f"{r['steeper_variant']}'s exponent is steeper than {other}'s: {delta}{flag}.")
-    return out
-
-
 def verdict_table(pairs: pd.DataFrame, form: str) -> pd.DataFrame:
     """One row per pair: the exponent difference with its interval, the adjusted p and the verdict."""
     p = pairs[pairs["form"] == form] if len(pairs) else pairs
     rows = []
     for r in p.to_dict("records"):
         verdict = r["verdict"] if r["verdict"] != "steeper" else f"{r['steeper_variant']} steeper"
-        rows.append({"pair": f"{r['variant_a']} - {r['variant_b']}", "delta alpha [95% CI]":
-                     f"{fmt(r['delta_alpha'])} [{fmt(r.get('delta_lo'))}, {fmt(r.get('delta_hi'))}]",
-                     "Holm p": fmt(r.get("p_holm"), 2), "verdict": verdict + (" (cross-objective)" if r.get("cross_objective") else "")})
-    return pd.DataFrame(rows, columns=["pair", "delta alpha [95% CI]", "Holm p", "verdict"])
+        lo, hi = (r.get("delta_lo_adj"), r.get("delta_hi_adj")) if pd.notna(r.get("delta_lo_adj")) else \
+            (r.get("delta_lo"), r.get("delta_hi"))
+        rows.append({"pair": f"{r['variant_a']} - {r['variant_b']}",
+                     "delta alpha [Holm-level CI]": f"{fmt(r['delta_alpha'])} [{fmt(lo)}, {fmt(hi)}]",
+                     "Holm p": fmt(r.get("p_holm"), 2), "verdict": verdict})
+    return pd.DataFrame(rows, columns=["pair", "delta alpha [Holm-level CI]", "Holm p", "verdict"])
 
 
 def budget_sentences(iso: pd.DataFrame) -> list[str]:
@@ -304,6 +293,15 @@ def _training_method(cfg) -> str:
             f"evaluation on {fmt(t['eval_tokens'])} held-out tokens at {t['eval_points']} log-spaced steps plus the last.")
 
 
+def transient_summary(inp) -> list[str]:
+    from .transient import TransientDrop, summary_lines
+
+    runs = inp.tables.get("transient")
+    if runs is None or not len(runs):
+        return []
+    return summary_lines(TransientDrop(pd.Series(dtype=bool), runs), max_runs=3)
+
+
 def methods(inp: ReportInputs) -> list[str]:
     cfg, a = inp.config, inp.config["analysis"]
     opts = AnalysisOptions(**{k: v for k, v in a.items() if k in AnalysisOptions.__dataclass_fields__})
@@ -329,16 +327,16 @@ def methods(inp: ReportInputs) -> list[str]:
         "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta on final points only (N = all parameters, D = tokens), Huber "
         f"delta {opts.huber_delta}, from a variable-projection grid of starts; bootstrap over final points.",
         f"Secondary view, the learning-curve envelope (Kaplan et al.): every evaluation of every run, interpolated "
-        f"log-log on {opts.grid_points} compute points; points before warmup ends dropped: {opts.drop_warmup}; "
-        f"fraction of each run's tokens dropped: {opts.drop_fraction}.",
+        f"log-log on {opts.grid_points} compute points; each run's early transient dropped by "
+        + ("the default rule (points before 10% of the run's tokens, or before its warmup ends if later; "
+           "analysis/transient.py)" if opts.drop_fraction is None else
+           f"a fixed share ({opts.drop_fraction:g} of each run's tokens, or its warmup if later)")
+        + (f": {'; '.join(transient_summary(inp))}." if transient_summary(inp) else "."),
         f"Uncertainty: bootstrap over runs, {opts.n_boot} resamples (the frontier is rebuilt from each resample and "
         f"refitted), percentile {opts.ci_level:.0%} intervals; resamples that fail to fit are counted and reported.",
-        f"Comparisons: every pair's delta-alpha with its bootstrap interval and two-sided bootstrap p-value, Holm-"
-        f"adjusted across pairs; 'steeper' only when the adjusted p < {opts.significance}, else "
-        f"'{NOT_DISTINGUISHABLE}'. Crossovers and compute multipliers only within one objective.",
-        "Tiers: a variant's sizes in order of parameters, each with its best final loss over its budgets; a larger "
-        "size joins the smaller one's tier when it is not lower by more than the noise floor (from seed replicates "
-        f"where present, else from the eval-loss standard error, else {opts.noise_floor_default} nats).",
+        PAIR_METHOD.format(significance=opts.significance),
+        "Crossovers and compute multipliers only within one objective.",
+        TIER_METHOD.format(default=opts.noise_floor_default),
         "Extrapolation check: each variant is refitted without its largest size and predicts the largest run's "
         "frontier loss at its compute, with a bootstrap prediction interval.",
     ]

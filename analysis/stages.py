@@ -22,6 +22,7 @@ from .fits import FitError, bootstrap_approach3, fit_approach3, fit_pure
 from .frontier import RunCurves, variant_frontier
 from .options import AnalysisOptions
 from .table import run_table, select_best_lr, validate_curves
+from .transient import TRANSIENT_COLS, early_transient
 
 MIN_RUNS = 3
 STREAM_FRONTIER, STREAM_A3, STREAM_LN, STREAM_EXTRAP, STREAM_FINAL, STREAM_ISOFLOP = range(6)
@@ -40,6 +41,7 @@ class Prepared:
     lr_choice: pd.DataFrame
     finals: pd.DataFrame  # the final point of every ok run at the chosen lr (Approaches 1-3)
     frontier: str  # the primary frontier: "final" or "envelope"
+    transient: pd.DataFrame  # per run: the early-transient cut of the learning-curve envelope (analysis.transient)
 
 
 def primary_frontier(curves: pd.DataFrame, opts: AnalysisOptions) -> str:
@@ -58,17 +60,14 @@ def prepare(curves, opts: AnalysisOptions) -> Prepared:
     runs["reason"] = np.where(runs["status"] != "ok", "diverged",
                               np.where(runs["run"].isin(chosen), "", "lr not chosen"))
     kept = selected[selected["status"] == "ok"]
-    final = kept.groupby("run")["tokens"].transform("max")
-    keep = kept["tokens"] >= opts.drop_fraction * final
-    if opts.drop_warmup and "warmup_tokens" in kept.columns:
-        keep &= ~(kept["tokens"] < kept["warmup_tokens"])
-    kept = kept[keep].reset_index(drop=True)
+    cut = early_transient(kept, fraction=opts.drop_fraction, use_warmup=opts.drop_warmup)
+    kept = cut.kept(kept).reset_index(drop=True)
     n_kept = kept.groupby("run").size()
     runs["n_kept"] = runs["run"].map(n_kept).fillna(0).astype("int64")
     runs["used"] = (runs["reason"] == "") & (runs["n_kept"] > 0)
     runs.loc[(runs["reason"] == "") & ~runs["used"], "reason"] = "no points left after dropping early points"
     ok = selected[selected["status"] == "ok"]
-    return Prepared(kept, runs, lr_choice, finals.final_points(ok), primary_frontier(valid, opts))
+    return Prepared(kept, runs, lr_choice, finals.final_points(ok), primary_frontier(valid, opts), cut.runs)
 
 
 def base_seed(rng: np.random.Generator) -> int:
@@ -107,6 +106,7 @@ def frontier_stage(curves, opts: AnalysisOptions) -> dict:
     final = [finals.final_frontier(g, opts.compute) for _, g in prep.finals.groupby("variant", sort=True)]
     return {
         "final_points": _stack(final, finals.FINAL_COLS).assign(primary=prep.frontier == "final"),
+        "transient": prep.transient.reindex(columns=TRANSIENT_COLS),
         "frontier_points": _stack(points, lead + ["run", "size", "compute", "loss"]),
         "frontier_grid": _stack(grids, lead + ["compute", "loss", "run", "size"]),
         "frontier_owners": _stack(owners, lead + ["run", "size", "c_start", "c_end", "n_grid"]),

@@ -89,7 +89,8 @@ def validate_curves(df) -> pd.DataFrame:
         out["run"] = out["run"].astype(str)
     else:
         lr = ("_lr" + out["lr"].map("{:g}".format)) if "lr" in out.columns else ""
-        out["run"] = out["variant"] + "/" + out["size"] + "/seed" + out["seed"].astype(str) + lr
+        budget = ("/" + out["budget"].fillna("").astype(str)) if "budget" in out.columns else ""
+        out["run"] = out["variant"] + "/" + out["size"] + "/seed" + out["seed"].astype(str) + lr + budget
     objectives = out.groupby("variant")["objective"].nunique()
     if (objectives > 1).any():
         v = objectives[objectives > 1].index[0]

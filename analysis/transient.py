@@ -6,9 +6,10 @@ with them, 0.08-0.10 without).  This module decides, per run, which points to dr
 validated learning-curve table and says what it dropped and why.
 
 Rule (per run; its points with `tokens < cut` are dropped):
-  * no warm-up information and no fraction given (the default rule): cut = DEFAULT_FRACTION (10%) of the run's
-    final tokens.
-  * warm-up information (a positive `warmup_tokens`) and no fraction given: cut = warmup_tokens.
+  * no fraction given (the default rule): cut = max(DEFAULT_FRACTION (10%) of the run's final tokens,
+    warmup_tokens when present and use_warmup). A warmup ends long before the transient does (the
+    pipeline's wsd runs warm up over 25 steps; their loss is still falling through the unigram plateau
+    for a decade of steps after it), so the warmup alone never replaces the 10% rule.
   * a fraction given: cut = max(fraction x final tokens, warmup_tokens when present and use_warmup).
   * extend_steep=True (an option, not the default): the cut is then moved past the run's last point, within the
     first half of the run, whose local log-log slope (d ln L / d ln tokens over the next SLOPE_WINDOW decades)
@@ -90,8 +91,6 @@ def _run_fraction(fraction, has_warmup: bool) -> tuple[float, str]:
     """(fraction, source) for one run."""
     if fraction is not None:
         return float(fraction), "fraction"
-    if has_warmup:
-        return 0.0, "warmup"
     return DEFAULT_FRACTION, "default"
 
 
@@ -115,14 +114,13 @@ def _run_row(run: str, g: pd.DataFrame, fraction, use_warmup: bool, extend: bool
     elif has_warmup and warm >= by_fraction:
         rule = "warmup"
     else:
-        rule = {"default": "default fraction", "fraction": "fraction", "warmup": "fraction"}[source]
+        rule = {"default": "default fraction", "fraction": "fraction"}[source]
     keep = ~drop
     slope = local_slope(tokens[keep], loss[keep]) if keep.any() else np.nan
     steep = bool(np.isfinite(slope) and slope < STEEP_SLOPE)
     why = {"none": "nothing before the cut",
            "warmup": f"tokens < warmup_tokens ({warm:.6g})",
-           "default fraction": f"tokens < {frac:.0%} of final tokens (default early-transient rule: no warm-up "
-                               "information)",
+           "default fraction": f"tokens < {frac:.0%} of final tokens (default early-transient rule)",
            "fraction": f"tokens < {frac:.3g} x final tokens",
            "steep extension": f"tokens before the end of the steep early stretch (local slope < {STEEP_SLOPE}), "
                               f"past {frac:.3g} x final tokens"}[rule]

@@ -10,7 +10,7 @@ from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves
 from analysis.table import select_best_lr
 
-OPTS = AnalysisOptions(n_boot=0)
+OPTS = AnalysisOptions(n_boot=0, drop_fraction=0.0)  # hand-made curves: keep every point
 TOK = [1e5, 1e6, 1e7, 1e8]
 
 
@@ -61,9 +61,9 @@ def test_drop_fraction_and_warmup():
     df = three_runs().assign(warmup_tokens=2e5)
     runs = stages.frontier_stage(df, AnalysisOptions(n_boot=0, drop_fraction=0.05))["runs"]
     assert runs["n_kept"].tolist() == [2, 2, 2]  # tokens >= 5e6 kept, 1e5 also before warmup
-    runs = stages.frontier_stage(df, AnalysisOptions(n_boot=0, drop_warmup=True))["runs"]
+    runs = stages.frontier_stage(df, AnalysisOptions(n_boot=0, drop_fraction=0.0, drop_warmup=True))["runs"]
     assert runs["n_kept"].tolist() == [3, 3, 3]
-    runs = stages.frontier_stage(df, AnalysisOptions(n_boot=0, drop_warmup=False))["runs"]
+    runs = stages.frontier_stage(df, AnalysisOptions(n_boot=0, drop_fraction=0.0, drop_warmup=False))["runs"]
     assert runs["n_kept"].tolist() == [4, 4, 4]
 
 

@@ -42,10 +42,13 @@ def test_default_rule_drops_ten_percent_and_says_why():
     assert kept["tokens"].min() >= 0.1 * TOKENS.max() and len(kept) == r["n_kept"]
 
 
-def test_warmup_column_replaces_the_default():
+def test_a_warmup_never_replaces_the_default_but_can_extend_it():
     df = validate_curves(_run(_settled(), warmup_tokens=5e3))
-    r = early_transient(df).runs.iloc[0]
-    assert r["rule"] == "warmup" and r["cut_tokens"] == 5e3 and r["fraction"] == 0
+    r = early_transient(df).runs.iloc[0]  # warmup 0.5% of the run: the 10% rule still applies
+    assert r["rule"] == "default fraction" and r["cut_tokens"] == pytest.approx(0.1 * TOKENS.max())
+    df = validate_curves(_run(_settled(), warmup_tokens=2e5))
+    r = early_transient(df).runs.iloc[0]  # a warmup longer than 10% of the run: cut at its end
+    assert r["rule"] == "warmup" and r["cut_tokens"] == 2e5
     r = early_transient(df, use_warmup=False).runs.iloc[0]
     assert r["rule"] == "default fraction"
 

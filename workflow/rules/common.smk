@@ -37,7 +37,8 @@ def source_hash(*paths):
 
 # analysis code each stage runs: the statistics (frontier, fit, compare), figures, the report
 STATS_CODE = tuple(
-    f"analysis/{m}.py" for m in ("__init__", "bootstrap", "compare", "finals", "fits", "frontier", "io", "options", "stages", "table")
+    f"analysis/{m}.py"
+    for m in ("__init__", "bootstrap", "compare", "finals", "fits", "frontier", "io", "options", "stages", "table", "transient")
 )
 FIGURES_CODE = STATS_CODE + ("analysis/plots.py", "analysis/figure_list.py")
 REPORT_CODE = ("analysis/report.py", "analysis/compare.py", "analysis/options.py", "analysis/io.py")
@@ -163,6 +164,6 @@ def analysis_tables(wildcards=None):
 ENV = "../../environment.yml"
 FRONTIER_TABLES = {
     name: f"{RESULTS}/analysis/frontier/{name}.csv"
-    for name in ("final_points", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
+    for name in ("final_points", "transient", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
 }
 COMPARE_TABLES = {name: f"{RESULTS}/analysis/compare/{name}.csv" for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")}
