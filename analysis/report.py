@@ -337,8 +337,8 @@ def methods(inp: ReportInputs) -> list[str]:
         PAIR_METHOD.format(significance=opts.significance),
         "Crossovers and compute multipliers only within one objective.",
         TIER_METHOD.format(default=opts.noise_floor_default),
-        "Extrapolation check: each variant is refitted without its largest size and predicts the largest run's "
-        "frontier loss at its compute, with a bootstrap prediction interval.",
+        "Extrapolation check: each variant's primary frontier is refitted without its largest budget (final points) "
+        "or its largest size (envelope) and predicts the loss held out, with a bootstrap prediction interval.",
     ]
 
 
@@ -480,8 +480,12 @@ def _accounting(pdf: _PDF, inp: ReportInputs, form: str) -> None:
 def _extrapolation(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.add_page()
     pdf.h1("5 Extrapolation check")
-    pdf.para("Each variant refitted without its largest size predicts the largest run's frontier loss at that run's "
-             "compute: would the fit have predicted the big run?")
+    if frontier_kind(inp) == "final":
+        pdf.para("Each variant's final-point frontier refitted without its largest budget predicts the best final loss "
+                 "at that budget: would the smaller budgets have predicted the largest one?")
+    else:
+        pdf.para("Each variant refitted without its largest size predicts the largest run's frontier loss at that "
+                 "run's compute: would the fit have predicted the big run?")
     pdf.figure(inp.figures.get("extrapolation"), width=130)
     ex = inp.tables.get("extrapolation", pd.DataFrame())
     pdf.table(ex[["variant", "form", "status", "held_out_size", "actual_loss", "predicted_loss", "pi_lo", "pi_hi",

@@ -284,6 +284,14 @@ def fit_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
 
 
 # ---------------------------------------------------------------- comparisons
+def _extrapolation(prep: Prepared, variant: str, g: pd.DataFrame, opts, rng) -> pd.DataFrame:
+    """The extrapolation check on the primary frontier: without the top budget (final points) or
+    without the largest size (envelope)."""
+    if prep.frontier == "final":
+        return finals.extrapolation_check(prep.finals[prep.finals["variant"] == variant], opts, rng)
+    return compare.extrapolation(g, opts, rng)
+
+
 def compare_stage(curves, fit_tables: dict, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
     prep = prepare(curves, opts)
     base = base_seed(rng)
@@ -292,7 +300,7 @@ def compare_stage(curves, fit_tables: dict, opts: AnalysisOptions, rng: np.rando
         "pairs": compare.exponent_pairs(fitted, opts),
         "crossovers": compare.crossovers(fitted, opts),
         "tiers": compare.tiers(prep.curves, opts),
-        "extrapolation": _stack([compare.extrapolation(g, opts, variant_rng(base, v, STREAM_EXTRAP))
+        "extrapolation": _stack([_extrapolation(prep, v, g, opts, variant_rng(base, v, STREAM_EXTRAP))
                                  for v, _, g in _by_variant(prep)], compare.EXTRAP_COLS),
         "lr_choice": prep.lr_choice,
     }
