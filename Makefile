@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: setup run test smoke lint clean-results
+.PHONY: setup run test smoke lint clean-results clean-checkpoints
 
 setup: $(VENV)/.installed
 
@@ -24,3 +24,9 @@ smoke: setup
 
 lint: setup
 	$(BIN)/snakemake --lint
+
+# Checkpoints kept for cooldown branches (wsd stable runs) and left by failed runs; a later budget
+# inside a stable run's range then retrains its stable phase from scratch instead of branching.
+clean-checkpoints:
+	find results -type d -name checkpoints -prune -exec du -sh {} + 2>/dev/null | sort -h | tail -5 || true
+	find results -type d -name checkpoints -prune -exec rm -rf {} +

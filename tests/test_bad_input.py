@@ -41,6 +41,9 @@ CONFIG_CASES = [
     ({"budgets": {"kind": "isoflop", "levels": [1e11]}},
      "budgets.levels[0]=1e+11 FLOPs: variant gpt2 has 1 size(s) that can train at it"),
     ({"budgets": {"min_sizes": 2}}, "budgets.min_sizes: 2 is less than the minimum of 3"),
+    ({"results_dir": "/"}, "results_dir='/' is /: use a folder of its own"),
+    ({"results_dir": "../elsewhere"}, "is outside the working directory"),
+    ({"results_dir": "/tmp/x", "results_dir_outside": True, "variants": {"gpt2": {"sizes": ["s", "s"]}}}, "lists a size twice"),
     ({"variants": {"gpt2": {"sizes": ["../x"]}}}, "variants.gpt2.sizes.0: '../x' does not match"),
 ]
 

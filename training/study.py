@@ -106,15 +106,22 @@ def budget_label(kind: str, level: float) -> str:
     return BUDGET_PREFIX[kind] + number_label(level)
 
 
+def level_and_sizes(entry) -> tuple[float, list | None]:
+    """A budgets.levels entry: a number, or {level: L, sizes: [...]} restricting the sizes at it."""
+    if isinstance(entry, dict):
+        return float(entry["level"]), entry.get("sizes")
+    return float(entry), None
+
+
 def _size_budgets(config: dict, size: dict, tokens_per_step: int) -> list[dict]:
     """The budgets one size trains at: label, level and tokens (whole optimiser steps)."""
     b = config["budgets"]
     if b["kind"] == "tokens":
-        levels = [config["training"]["tokens"]]
+        levels = [(config["training"]["tokens"], None)]
     else:
-        levels = b["levels"]
+        levels = [level_and_sizes(x) for x in b["levels"]]
     out = []
-    for level in levels:
+    for level, only in levels:
         if b["kind"] == "tokens":
             raw = level
         elif b["kind"] == "isoflop":
@@ -125,7 +132,8 @@ def _size_budgets(config: dict, size: dict, tokens_per_step: int) -> list[dict]:
         tokens = steps * tokens_per_step
         tpp = tokens / size["params_nonembedding"]
         lo, hi = b["tokens_per_param"]
-        joins = b["kind"] == "tokens" or (steps >= b["min_steps"] and (b["kind"] != "isoflop" or lo <= tpp <= hi))
+        joins = b["kind"] == "tokens" or (steps >= b["min_steps"] and (b["kind"] != "isoflop" or lo <= tpp <= hi)
+                                          and (only is None or size["size"] in only))
         out.append({"budget": budget_label(b["kind"], level), "level": level, "budget_tokens": tokens,
                     "steps": steps, "tokens_per_param": tpp, "joins": joins})
     return out
@@ -139,13 +147,14 @@ def _check_budgets(config: dict, variants: dict) -> None:
     unit = "FLOPs" if b["kind"] == "isoflop" else "tokens per parameter"
     if not b["levels"]:
         raise StudyError(f"config error: budgets.levels is empty; give the budget levels in {unit} for kind {b['kind']}")
-    if any(later <= earlier for earlier, later in zip(b["levels"], b["levels"][1:])):
-        raise StudyError(f"config error: budgets.levels={b['levels']} must increase, without repeats")
+    levels = [level_and_sizes(x)[0] for x in b["levels"]]
+    if any(later <= earlier for earlier, later in zip(levels, levels[1:])):
+        raise StudyError(f"config error: budgets.levels={levels} must increase, without repeats")
     lo, hi = b["tokens_per_param"]
     if not lo < hi:
         raise StudyError(f"config error: budgets.tokens_per_param={b['tokens_per_param']} must be [low, high] with low < high")
     for name, v in variants.items():
-        for k, level in enumerate(b["levels"]):
+        for k, level in enumerate(levels):
             rows = [(s["size"], s["budgets"][k]) for s in v["sizes"]]
             joined = [size for size, bud in rows if bud["joins"]]
             if len(joined) < b["min_sizes"]:
@@ -153,7 +162,8 @@ def _check_budgets(config: dict, variants: dict) -> None:
                                    for size, bud in rows)
                 raise StudyError(
                     f"config error: budgets.levels[{k}]={level:g} {unit}: variant {name} has {len(joined)} size(s) "
-                    f"that can train at it ({detail}; allowed: {lo:g}-{hi:g} tokens/param, >= {b['min_steps']} steps); "
+                    f"that can train at it ({detail}; allowed: {lo:g}-{hi:g} tokens/param, >= {b['min_steps']} steps"
+                    f"{'' if level_and_sizes(b['levels'][k])[1] is None else ', and the sizes listed at it'}); "
                     f"need >= {b['min_sizes']} (budgets.min_sizes): change the level, widen budgets.tokens_per_param "
                     "or add sizes")
 
@@ -242,8 +252,24 @@ def resolve(config: dict) -> dict:
     return {"config": config, "runs": runs, "stables": stables, "variants": variants}
 
 
+def check_results_dir(config: dict, workdir=None) -> None:
+    """results_dir must be a folder of its own: never a filesystem root or the home folder (Snakemake would
+    write, and on a rerun delete, outputs there), and outside the working directory only when allowed."""
+    import os
+
+    workdir = Path(workdir or os.getcwd()).resolve()
+    path = (workdir / os.path.expanduser(config["results_dir"])).resolve()
+    if path == Path(path.anchor) or path == Path.home().resolve() or path == workdir:
+        raise StudyError(f"config error: results_dir={config['results_dir']!r} is {path}: use a folder of its own, "
+                         "e.g. results")
+    if not path.is_relative_to(workdir) and not config.get("results_dir_outside"):
+        raise StudyError(f"config error: results_dir={config['results_dir']!r} is outside the working directory "
+                         f"{workdir}; set results_dir_outside: true to allow it")
+
+
 def load_study(config: dict, schema_path, cache_dir=None) -> dict:
     config = validate_config(config, schema_path)
+    check_results_dir(config)
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for path in sorted((ROOT / "models").glob("*.py")) + [Path(schema_path), Path(__file__)]:
         key.update(path.read_bytes())
