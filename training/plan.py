@@ -1,0 +1,252 @@
+"""Plan a study from a time budget: measure training speed here, fit a cost model, predict wall time.
+
+Cost model (per variant, fitted on a short probe of its sizes on this machine):
+
+    seconds per training token = c0 + c1 x accounted FLOPs per token
+
+c0 is the per-token share of the fixed per-step work that dominates tiny models (optimiser, Python,
+kernel launches, the softmax over the vocabulary), c1 the inverse of the throughput on the FLOPs
+themselves. A job adds a fixed start-up (`job_overhead_s`: Python, torch, the data, the model) and its
+evaluations (forward only: a third of a training token each). The wall time of a study simulates
+Snakemake's scheduling: `cores // threads` jobs at a time, a cooldown only after its stable run.
+
+Probes are cached (`cache_dir`) by machine, thread count and the code of the models and the loop, so
+planning twice costs seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+EVAL_COST = 1.0 / 3.0  # an evaluated token costs a third of a trained one (forward only)
+PROBE_STEPS = 6
+
+
+def machine_key(threads: int) -> str:
+    """Machine, thread count and the code that trains: a cached probe is valid only for all three."""
+    here = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(f"{platform.node()}|{platform.processor()}|{os.cpu_count()}|{threads}".encode())
+    for path in sorted((here / "models").glob("*.py")) + [here / "training" / "loop.py"]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def probe_step_seconds(variant: str, size_name: str, overrides: dict, ctx, batch_size: int, threads: int = 1,
+                       steps: int = PROBE_STEPS) -> float:
+    """Median seconds of one training step (forward, backward, clip, AdamW) on real-shaped random ids,
+    after one warm-up step."""
+    import torch
+
+    import models
+    from training.loop import TrainConfig, make_optimizer
+
+    torch.set_num_threads(threads)
+    spec = models.get_variant(variant)
+    model = spec.build(models.resolve_size(spec, size_name, ctx, **overrides), ctx)
+    opt = make_optimizer(model, TrainConfig(batch_size=batch_size, seq_len=ctx.seq_len))
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for i in range(steps + 1):
+        x = torch.randint(4, ctx.vocab_size, (batch_size, ctx.seq_len), generator=gen)
+        t0 = time.perf_counter()
+        loss = model.training_loss(x, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.unique_parameters(), 1.0)
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def measure_speeds(entries: list[dict], ctx, batch_size: int, threads: int = 1, cache_dir=None) -> pd.DataFrame:
+    """Seconds per training token of each (variant, size) entry ({variant, size, overrides,
+    flops_per_token}); cached per machine and code in cache_dir/speeds-<key>.json."""
+    cache = Path(cache_dir) / f"speeds-{machine_key(threads)}.json" if cache_dir else None
+    known = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    rows = []
+    for e in entries:
+        key = f"{e['variant']}|{json.dumps(e['size_config'], sort_keys=True)}|{batch_size}x{ctx.seq_len}|{ctx.vocab_size}"
+        if key not in known:
+            step = probe_step_seconds(e["variant"], e["size"], e.get("overrides", {}), ctx, batch_size, threads)
+            known[key] = step / (batch_size * ctx.seq_len)
+        rows.append({"variant": e["variant"], "size": e["size"], "flops_per_token": e["flops_per_token"],
+                     "sec_per_token": known[key]})
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Per variant: seconds per token = c0 + c1 x FLOPs per token; plus a fixed start-up per job."""
+    coef: dict  # variant -> (c0, c1)
+    job_overhead_s: float = 5.0
+    notes: dict = field(default_factory=dict)
+
+    def sec_per_token(self, variant: str, flops_per_token: float) -> float:
+        c0, c1 = self.coef[variant]
+        return c0 + c1 * flops_per_token
+
+    def job_seconds(self, variant: str, flops_per_token: float, train_tokens: float, eval_tokens: float = 0.0) -> float:
+        return self.job_overhead_s + self.sec_per_token(variant, flops_per_token) * (train_tokens + EVAL_COST * eval_tokens)
+
+
+def fit_cost_model(speeds: pd.DataFrame, job_overhead_s: float = 5.0) -> CostModel:
+    """Non-negative least squares of seconds per token on FLOPs per token, per variant (relative
+    errors: each point weighted by 1 / its time, so the small and the large sizes count alike)."""
+    from scipy.optimize import nnls
+
+    coef = {}
+    for variant, g in speeds.groupby("variant"):
+        f, t = g["flops_per_token"].to_numpy(float), g["sec_per_token"].to_numpy(float)
+        X = np.column_stack([np.ones_like(f), f]) / t[:, None]
+        c, _ = nnls(X, np.ones_like(t))
+        coef[variant] = (float(c[0]), float(c[1]))
+    return CostModel(coef, job_overhead_s)
+
+
+def study_jobs(study: dict, cost: CostModel) -> list[dict]:
+    """Every training job of a resolved study (training.study.load_study) with its predicted seconds."""
+    t = study["config"]["training"]
+    fpt = {(v, s["size"]): s["train_flops_per_token"] for v, var in study["variants"].items() for s in var["sizes"]}
+    tps = t["batch_size"] * t["seq_len"]
+    jobs = []
+    for s in study.get("stables", []):
+        steps = s["stable_tokens"] // tps
+        n_eval = len(set(np.round(np.logspace(0, math.log10(max(steps, 1)), t["eval_points"])).astype(int)))
+        jobs.append({"job": f"{s['lineage']}/stable", "lineage": s["lineage"], "kind": "stable", "variant": s["variant"],
+                     "seconds": cost.job_seconds(s["variant"], fpt[(s["variant"], s["size"])], s["stable_tokens"],
+                                                 n_eval * t["eval_tokens"])})
+    wsd = t["schedule"] == "wsd"
+    for r in study["runs"]:
+        tokens = r["budget_tokens"] - (r["branch_tokens"] if wsd else 0)
+        n_eval = 5 if wsd else t["eval_points"]
+        jobs.append({"job": r["run_id"], "lineage": r["lineage"], "kind": "cooldown" if wsd else "run",
+                     "variant": r["variant"],
+                     "seconds": cost.job_seconds(r["variant"], fpt[(r["variant"], r["size"])], tokens,
+                                                 n_eval * t["eval_tokens"])})
+    return jobs
+
+
+def simulate_wall(jobs: list[dict], slots: int) -> float:
+    """Wall seconds of the jobs on `slots` parallel slots, a lineage's cooldowns after its stable run,
+    the longest ready job first (what a greedy scheduler achieves)."""
+    import heapq
+
+    done_at = {}  # lineage -> time its stable job ends
+    stables = sorted((j for j in jobs if j["kind"] == "stable"), key=lambda j: -j["seconds"])
+    others = [j for j in jobs if j["kind"] != "stable"]
+    free = [0.0] * max(1, slots)
+    heapq.heapify(free)
+    for j in stables:
+        start = heapq.heappop(free)
+        done_at[j["lineage"]] = start + j["seconds"]
+        heapq.heappush(free, start + j["seconds"])
+    ready = sorted(others, key=lambda j: (done_at.get(j["lineage"], 0.0), -j["seconds"]))
+    end = max(done_at.values(), default=0.0)
+    for j in ready:
+        start = max(heapq.heappop(free), done_at.get(j["lineage"], 0.0))
+        heapq.heappush(free, start + j["seconds"])
+        end = max(end, start + j["seconds"])
+    return max(end, max(free))
+
+
+# ---------------------------------------------------------------- proposing a budget grid
+@dataclass(frozen=True)
+class Prior:
+    """Where the optimum is expected: N_opt(C) = coefficient x C^exponent (non-embedding N, accounted C)."""
+    coefficient: float
+    exponent: float
+
+    def n_opt(self, compute: float) -> float:
+        return self.coefficient * compute ** self.exponent
+
+
+def pick_sizes(ladder: list[tuple[str, int]], n_opt: float, k: int) -> list[str]:
+    """The k sizes of a ladder [(name, N)] nearest to n_opt in log N, keeping at least one on each side of
+    it where the ladder allows (so that the budget can bracket its optimum)."""
+    ranked = sorted(ladder, key=lambda s: abs(math.log(s[1] / n_opt)))
+    chosen = ranked[:k]
+    below = [s for s in ladder if s[1] < n_opt]
+    above = [s for s in ladder if s[1] > n_opt]
+    if below and not any(s[1] < n_opt for s in chosen):
+        chosen[-1] = max(below, key=lambda s: s[1])
+    if above and not any(s[1] > n_opt for s in chosen):
+        chosen[-1] = min(above, key=lambda s: s[1])
+    return [name for name, _ in sorted(chosen, key=lambda s: s[1])]
+
+
+def grid_config(base: dict, ladders: dict, prior: Prior, top: float, n_budgets: int, ratio: float,
+                sizes_per_budget: int) -> dict:
+    """A study config: `base` with IsoFLOP levels top / ratio^j (j = n_budgets-1 .. 0), each level listing the
+    sizes (of every variant's ladder) nearest to the prior's optimum there."""
+    import copy
+
+    cfg = copy.deepcopy(base)
+    levels = [top / ratio ** j for j in range(n_budgets - 1, -1, -1)]
+    entries = []
+    for level in levels:
+        names = set()
+        for ladder in ladders.values():
+            names.update(pick_sizes(ladder, prior.n_opt(level), sizes_per_budget))
+        entries.append({"level": float(f"{level:.3g}"), "sizes": sorted(names)})
+    used = {n for e in entries for n in e["sizes"]}
+    cfg["budgets"] = {**cfg.get("budgets", {}), "kind": "isoflop", "levels": entries, "min_sizes": 3,
+                      "tokens_per_param": [1e-3, 1e6]}
+    for variant, ladder in ladders.items():
+        cfg["variants"][variant]["sizes"] = [n for n, _ in ladder if n in used]
+    return cfg
+
+
+FIXED_OVERHEAD_S = 120.0  # corpus, tokenizer, and the analysis and report jobs of a six-variant study
+
+
+def predict(config: dict, schema_path, cost: CostModel, cores: int) -> dict:
+    """Predicted seconds of a study config: per job, per variant (core-seconds) and wall time."""
+    from training.study import resolve, validate_config
+
+    study = resolve(validate_config(config, schema_path))
+    jobs = study_jobs(study, cost)
+    threads = config["training"]["threads"]
+    wall = simulate_wall(jobs, max(1, cores // threads)) + FIXED_OVERHEAD_S
+    per_variant = pd.DataFrame(jobs).groupby("variant")["seconds"].sum().to_dict()
+    return {"study": study, "jobs": jobs, "wall_s": wall, "per_variant_s": per_variant}
+
+
+def plan_grid(base: dict, schema_path, ladders: dict, prior: Prior, seconds: float, cores: int, cost: CostModel,
+              n_budgets: int = 3, ratio: float = 2.0, sizes_per_budget: int = 3, lo: float = 1e9,
+              hi: float = 1e18) -> tuple[dict, dict]:
+    """The largest top budget whose grid (grid_config) fits `seconds` of wall time on `cores`:
+    bisection in log compute. Returns (config, prediction)."""
+    from training.study import StudyError
+
+    best = None
+    for _ in range(40):
+        mid = math.sqrt(lo * hi)
+        cfg = grid_config(base, ladders, prior, mid, n_budgets, ratio, sizes_per_budget)
+        try:
+            pred = predict(cfg, schema_path, cost, cores)
+        except StudyError:
+            hi = mid  # too small a budget for some size (fewer steps than allowed): not this one
+            continue
+        if pred["wall_s"] <= seconds:
+            best, lo = (cfg, pred), mid
+        else:
+            hi = mid
+        if hi / lo < 1.02:
+            break
+    if best is None:
+        raise StudyError(f"no budget grid fits {seconds / 60:.0f} minutes on {cores} cores: "
+                         "allow more time, fewer variants or fewer budgets")
+    return best
