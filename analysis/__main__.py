@@ -17,7 +17,12 @@ import pandas as pd
 from .io import OutputFolderError, check_output_folder, replace_folder, safe_names, write_figure, write_tables
 from .options import AnalysisOptions
 from .stages import analyse
-from .table import CurveTableError
+from .table import OPTIONAL, REQUIRED, CurveTableError, thin_runs, validate_curves
+
+# Densely logged runs (a W&B export logs every step) are thinned to this many points: Approach 3 costs
+# time linear in the points and would weigh runs by their logging rate; 100 log-spaced points per run
+# resolve a learning curve far finer than the 40-point frontier grid.
+MAX_POINTS = 100
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,14 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--drop-fraction", type=float, default=0.0)
+    ap.add_argument("--max-points-per-run", type=int, default=MAX_POINTS, metavar="K",
+                    help="analyse about K log-spaced points of runs that have more (first, last and best kept); "
+                         f"0 keeps every point (default {MAX_POINTS})")
     ap.add_argument("--no-figures", action="store_true")
     return ap
 
 
 def read_curves(path: Path) -> pd.DataFrame:
-    """The CSV as a DataFrame, or a CurveTableError naming the file and why it cannot be read."""
+    """The CSV's table columns as a DataFrame (other columns, e.g. of a W&B export, are never loaded), or a
+    CurveTableError naming the file and why it cannot be read."""
+    wanted = set(REQUIRED) | set(OPTIONAL)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, usecols=lambda c: c in wanted)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0]
         raise CurveTableError(f"cannot read the curve table {path}: {why}; give a CSV file "
@@ -100,7 +110,7 @@ def main(argv=None) -> int:
         out = check_output_folder(args.out, keep=[args.curves])
         opts = AnalysisOptions(compute=args.compute, n_boot=args.n_boot, seed=args.seed, n_jobs=args.n_jobs,
                                drop_fraction=args.drop_fraction)
-        curves = read_curves(args.curves)
+        curves, n_thinned = thin_runs(validate_curves(read_curves(args.curves)), args.max_points_per_run)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tables = analyse(curves, opts, np.random.default_rng(opts.seed))
@@ -113,6 +123,10 @@ def main(argv=None) -> int:
         sys.stderr.write(f"error: cannot write the outputs ({e.strerror or e}:{where}); nothing in --out {args.out} "
                          "was changed: check free space and permissions\n")
         return 2
+    if n_thinned:
+        print(f"thinned: {n_thinned} run(s) with more than {args.max_points_per_run} evaluation points were analysed "
+              f"at about {args.max_points_per_run} log-spaced points each (first, last and lowest-loss points kept; "
+              "--max-points-per-run 0 keeps every point)")
     for line in summary_lines(tables, caught):
         print(line)
     print(f"wrote {n_tables} tables and {n_figs} figures to {out}")
