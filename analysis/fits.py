@@ -109,10 +109,16 @@ class Approach3Fit(_FitMixin):
 
     @staticmethod
     def allocation(E, A, B, alpha, beta):
-        """N_opt(C) = G (C/6)^a with a = beta/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta))."""
-        a = beta / (alpha + beta)
-        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        return a, G
+        """N_opt(C) = G (C/6)^a with a = beta/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)).
+
+        Computed in logs with numpy floats, so a degenerate fit (A or B = 0, alpha + beta = 0) gives
+        inf/NaN instead of raising; ``fit_approach3`` refuses such fits before they get here.
+        """
+        E, A, B, alpha, beta = (np.float64(v) for v in (E, A, B, alpha, beta))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            a = beta / (alpha + beta)
+            G = np.exp((np.log(alpha) + np.log(A) - np.log(beta) - np.log(B)) / (alpha + beta))
+        return float(a), float(G)
 
     def params(self) -> dict:
         a, G = self.allocation(self.E, self.A, self.B, self.alpha, self.beta)
@@ -139,6 +145,17 @@ def _check_xy(x, loss, need: int):
     return x, loss
 
 
+def _scale(log_xc: float, x_name: str, alpha: float) -> float:
+    """x_c = exp(log x_c), refused when it is not a finite positive float (a nearly flat curve has a
+    scale beyond 1e308, which would turn predictions and multipliers into inf/NaN downstream)."""
+    with np.errstate(over="ignore"):
+        x_c = float(np.exp(log_xc))
+    if not 0.0 < x_c < np.inf:
+        raise FitError(f"the loss barely changes with {x_name} (fitted alpha = {alpha:.3g}), or its scale is "
+                       f"extreme: {x_name}_c = exp({log_xc:.4g}) is outside the float range")
+    return x_c
+
+
 # ---------------------------------------------------------------- pure power law (OLS)
 def fit_pure(x, loss, x_name: str = "C", delta: float = 1e-3) -> PowerLawFit:
     x, loss = _check_xy(x, loss, 3)
@@ -148,7 +165,8 @@ def fit_pure(x, loss, x_name: str = "C", delta: float = 1e-3) -> PowerLawFit:
     alpha = -b1
     if not alpha > 0:
         raise FitError(f"loss does not decrease with {x_name} (fitted alpha = {alpha:.3g})")
-    return PowerLawFit("pure", x_name, float(alpha), float(np.exp(b0 / alpha)), 0.0, int(x.size),
+    x_c = _scale(b0 / alpha, x_name, alpha)
+    return PowerLawFit("pure", x_name, float(alpha), x_c, 0.0, int(x.size),
                        **_gof(res.fittedvalues - ly, ly, delta), x_range=(float(x.min()), float(x.max())))
 
 
@@ -193,15 +211,19 @@ def fit_eterm(x, loss, x_name: str = "C", delta: float = 1e-3, start: PowerLawFi
 
     def polish(s):
         s = np.clip(np.asarray(s, float), lower, upper)
-        return least_squares(_eterm_residuals, s, jac=_eterm_jac, args=(u, ly), loss="huber", f_scale=delta,
-                             bounds=(lower, upper), x_scale="jac", method="trf", max_nfev=200)
+        try:
+            return least_squares(_eterm_residuals, s, jac=_eterm_jac, args=(u, ly), loss="huber", f_scale=delta,
+                                 bounds=(lower, upper), x_scale="jac", method="trf", max_nfev=200)
+        except ValueError:  # residuals not finite at this start (the power term underflows to 0 with E = 0)
+            return None
 
     scan = _eterm_starts(u, loss, k=1 if start is not None else 3)
     runs = []
     if start is not None and np.isfinite(start.alpha):
         runs.append(polish((min(start.E, 0.99 * loss.min()), start.alpha * (np.log(start.x_c) - u0), start.alpha)))
-        scan = [s for s in scan if huber_sum(_eterm_residuals(s, u, ly), delta) < runs[0].cost]
-    runs += [polish(s) for s in scan]
+        if runs[0] is not None:
+            scan = [s for s in scan if huber_sum(_eterm_residuals(s, u, ly), delta) < runs[0].cost]
+    runs = [r for r in runs + [polish(s) for s in scan] if r is not None]
     if not runs:
         raise FitError(f"loss does not decrease with {x_name}")
     best = min(runs, key=lambda r: r.cost)
@@ -209,7 +231,7 @@ def fit_eterm(x, loss, x_name: str = "C", delta: float = 1e-3, start: PowerLawFi
     if not np.all(np.isfinite(best.x)) or alpha >= ALPHA_MAX * 0.999:
         raise FitError(f"E-term fit did not converge (alpha -> {alpha:.3g})")
     resid = _eterm_residuals(best.x, u, ly)
-    return PowerLawFit("eterm", x_name, float(alpha), float(np.exp(u0 + b / alpha)), float(E), int(x.size),
+    return PowerLawFit("eterm", x_name, float(alpha), _scale(u0 + b / alpha, x_name, alpha), float(E), int(x.size),
                        **_gof(resid, ly, delta), x_range=(float(x.min()), float(x.max())),
                        at_bound=("E",) if E <= 1e-9 * loss.min() else ())
 
@@ -262,6 +284,26 @@ def _a3_starts(N, D, L, delta, k=4, grid=np.linspace(0.05, 1.5, 30)):
     return picked
 
 
+A3_MIN_SHARE = 1e-6  # a term below this share of the loss at every point has vanished: its exponent is unidentified
+
+
+def _check_a3_terms(theta, lN, lD):
+    """Refuse an optimum whose A or B term vanished (below ``A3_MIN_SHARE`` of the loss at every point, or
+    exp underflowing to 0: the loss does not fall with N or D, and that exponent is arbitrary) or whose
+    allocation G is not finite; such a fit has no meaningful N_opt(C) and would divide by zero downstream."""
+    e, a, b, alpha, beta = theta
+    _, w1, w2, _ = _a3_terms(theta, lN, lD)
+    for name, log_v, share, var in (("A", a, w1, "parameters N"), ("B", b, w2, "tokens D")):
+        with np.errstate(over="ignore", under="ignore"):
+            value = np.exp(log_v)
+        if not (0.0 < value < np.inf and share.max() >= A3_MIN_SHARE):
+            raise FitError(f"Approach 3 fit is degenerate: the loss does not fall with {var} ({name} = "
+                           f"exp({log_v:.4g}), at most {share.max():.2g} of the loss at any point)")
+    if not np.isfinite(Approach3Fit.allocation(np.exp(e), np.exp(a), np.exp(b), alpha, beta)[1]):
+        raise FitError("Approach 3 fit is degenerate: the allocation G = (alpha A / (beta B))^(1/(alpha+beta)) "
+                       "is not finite")
+
+
 def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = None, n_starts: int = 4,
                   tol: float = 1e-12, max_nfev: int = 2000, scan: bool = True) -> Approach3Fit:
     """Chinchilla Approach 3 by Huber loss (delta on log-loss residuals, summed over points).
@@ -276,15 +318,20 @@ def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = 
         raise FitError(f"Approach 3 needs >= 6 points with 2+ distinct N and D, got {L.size}")
     lN, lD, ly = np.log(N), np.log(D), np.log(L)
     # log E >= -12 keeps a vanishing E (pure power-law data) from drifting to -inf; exponents in [0, 5]
-    lower, upper = [-12.0, -np.inf, -np.inf, 0.0, 0.0], [float(ly.max()) + 1.0, np.inf, np.inf, 5.0, 5.0]
+    # (for losses far below 1, the bound moves down with them so that it stays below the upper bound)
+    e_lo = min(-12.0, float(ly.max()) - 12.0)
+    lower, upper = [e_lo, -np.inf, -np.inf, 0.0, 0.0], [float(ly.max()) + 1.0, np.inf, np.inf, 5.0, 5.0]
 
     def polish(starts):
         best = None
         for s in starts:
-            s = np.clip(np.nan_to_num(np.asarray(s, float), neginf=-12.0), lower, upper)
-            r = least_squares(_a3_residuals, s, jac=_a3_jac, args=(lN, lD, ly), loss="huber", bounds=(lower, upper),
-                              f_scale=delta, x_scale="jac", method="trf", ftol=tol, xtol=tol, gtol=tol,
-                              max_nfev=max_nfev)
+            s = np.clip(np.nan_to_num(np.asarray(s, float), neginf=e_lo), lower, upper)
+            try:
+                r = least_squares(_a3_residuals, s, jac=_a3_jac, args=(lN, lD, ly), loss="huber",
+                                  bounds=(lower, upper), f_scale=delta, x_scale="jac", method="trf", ftol=tol,
+                                  xtol=tol, gtol=tol, max_nfev=max_nfev)
+            except ValueError:  # residuals not finite at this start
+                continue
             if best is None or r.cost < best.cost:
                 best = r
         good = (best is not None and best.status > 0 and np.all(np.isfinite(best.x)) and best.x[3] > 0
@@ -299,13 +346,12 @@ def fit_approach3(N, D, loss, delta: float = 1e-3, start: Approach3Fit | None = 
         best = polish(_a3_starts(N, D, L, delta, k=n_starts))
     if best is None:
         raise FitError("Approach 3 fit did not converge to positive exponents")
+    _check_a3_terms(best.x, lN, lD)
     e, a, b, alpha, beta = best.x
     resid = _a3_residuals(best.x, lN, lD, ly)
     names = ("E", "A", "B", "alpha", "beta")
     near = [n for n, v, lo, hi in zip(names, best.x, lower, upper)  # within 1e-3 of a finite bound
             if min(abs(v - lo), abs(v - hi)) < 1e-3]
-    _, w_a, w_b, _ = _a3_terms(best.x, lN, lD)  # a term that never carries 1e-6 of the loss has vanished:
-    near += [f"{n} -> 0" for n, w in (("A", w_a), ("B", w_b)) if w.max() < 1e-6]  # its exponent is undetermined
     return Approach3Fit(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta),
                         int(L.size), **_gof(resid, ly, delta), at_bound=tuple(near))
 

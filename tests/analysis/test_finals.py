@@ -77,13 +77,19 @@ def test_a_budget_whose_best_size_is_at_its_edge_is_flagged_and_left_out():
     assert (alloc["n_budgets"] == 2).all() and (alloc["status"] == "ok").all()  # the edge budget is left out
 
 
-def test_approach3_at_a_bound_is_never_ok():
-    """Losses that do not depend on D: beta runs to its bound 0, and the fit says so."""
-    rows = []
-    for level in (1e13, 1e14, 1e15):
-        for k, n in enumerate((1e4, 3e4, 1e5, 3e5)):
-            rows += _budget(level, [(f"n{k}", n, 2.0 + 50 / n ** 0.3)])
-    df = pd.DataFrame(rows)
-    fits = stages.fit_stage(df, AnalysisOptions(n_boot=20, n_boot_approach3=0), np.random.default_rng(0))["fits"]
-    a3 = fits[fits["form"] == "approach3"].iloc[0]
-    assert a3["status"] == "at_bound" and "not an optimum" in a3["note"]
+def test_approach3_at_a_bound_or_degenerate_is_never_ok():
+    """No irreducible loss (E = 0): log E runs to its bound and the fit says so; losses that do not
+    depend on D leave B undetermined: a stated failure, not a number."""
+    def study(loss):
+        rows = []
+        for level in (1e13, 1e14, 1e15):
+            for k, n in enumerate((1e4, 3e4, 1e5, 3e5)):
+                rows += _budget(level, [(f"n{k}", n, loss(n, level / (6 * n)))])
+        fits = stages.fit_stage(pd.DataFrame(rows), AnalysisOptions(n_boot=20, n_boot_approach3=0),
+                                np.random.default_rng(0))["fits"]
+        return fits[fits["form"] == "approach3"].iloc[0]
+
+    a3 = study(lambda n, d: 50 / n ** 0.3 + 400 / d ** 0.25)
+    assert a3["status"] == "at_bound" and "E at a bound" in a3["note"] and "not an optimum" in a3["note"]
+    a3 = study(lambda n, d: 2.0 + 50 / n ** 0.3)
+    assert a3["status"] == "failed" and "does not fall with tokens D" in a3["note"]
