@@ -94,7 +94,10 @@ def summary_lines(tables: dict, caught: list) -> list[str]:
             lines.append(f"not used: {len(g)} of {len(runs)} run(s): {reason} ({shown})")
         if not runs["used"].astype(bool).any():
             lines.append("refused: no run is usable, so nothing was fitted or compared")
-    lines += _status_lines(tables.get("fits"), "L(C) fits", "form")
+    fits = tables.get("fits")
+    if fits is not None and len(fits) and "primary" in fits:  # the primary frontier's fits and Approach 3
+        fits = fits[fits["primary"].astype(bool) | (fits["form"] == "approach3")]
+    lines += _status_lines(fits, "L(C) fits", "form")
     lines += _status_lines(tables.get("ln_fits"), "L(N) fits with N =", "n_measure")
     lines += _status_lines(tables.get("extrapolation"), "extrapolation", "form")
     if caught:

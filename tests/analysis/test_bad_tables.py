@@ -143,10 +143,11 @@ def test_reversed_losses_give_stated_statuses_not_a_traceback():
     with np.errstate(all="ignore"):
         tables = stages.analyse(rev, AnalysisOptions(n_boot=50), np.random.default_rng(0))
     fits = tables["fits"]
-    assert set(fits["status"]) <= {"ok", "failed", "refused"}
+    assert set(fits["status"]) <= {"ok", "failed", "refused", "at_bound"}
     a3 = fits[fits["form"] == "approach3"]
     assert (a3["status"] == "failed").all()
-    assert a3["note"].str.contains("Approach 3 fit is degenerate: the loss does not fall with").all()
+    # final points only: one token budget per size cannot separate N from D (a stated reason, no traceback)
+    assert a3["note"].str.contains("Approach 3 needs >= 6 points with 2\\+ distinct N and D").all()
     ok = fits[fits["status"] == "ok"]
     assert np.isfinite(ok[["alpha", "C_c"]].to_numpy(float)).all()
 

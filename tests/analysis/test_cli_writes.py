@@ -214,8 +214,8 @@ def _console(tmp_path, df, capsys):
 
 def test_single_run_says_what_was_refused(tmp_path, capsys):
     lines = _console(tmp_path, make_run("solo", "s", 1e6, [1e6, 2e6, 4e6, 8e6], [3.0, 2.8, 2.7, 2.65]), capsys)
-    assert any(line.startswith("refused: solo L(C) fits pure, eterm, approach3: variant 'solo' has "
-                               "1 usable run(s)") for line in lines), lines
+    assert any(line.startswith("refused: solo L(C) fits pure, eterm: 1 usable run(s); need >= 3") for line in lines), lines
+    assert any(line.startswith("failed: solo L(C) fits approach3: Approach 3 needs >= 6 points") for line in lines), lines
     assert any(line.startswith("refused: solo L(N) fits with N = total, nonembedding") for line in lines), lines
     assert lines[-1].startswith("wrote ")
 

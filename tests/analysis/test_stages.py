@@ -118,8 +118,10 @@ def test_cli_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path / "curves.csv"), "--out", str(out),
                         "--n-boot", "20", "--seed", "1"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()  # nothing refused, no warnings: just where the outputs went
-    assert len(lines) == 1 and re.fullmatch(rf"wrote \d+ tables and \d+ figures to {re.escape(str(out))}", lines[0])
+    lines = r.stdout.splitlines()  # one budget per size: only Approach 3 is refused; no warnings
+    assert re.fullmatch(rf"wrote \d+ tables and \d+ figures to {re.escape(str(out))}", lines[-1])
+    assert all(line.startswith(("failed: v0 L(C) fits approach3", "failed: v1 L(C) fits approach3"))
+               for line in lines[:-1]), lines
     assert r.stderr == ""
     for name in ("fits", "frontier_grid", "pairs", "tiers", "extrapolation", "crossovers"):
         assert (out / f"{name}.csv").is_file()
