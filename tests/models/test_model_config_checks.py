@@ -56,3 +56,22 @@ def test_electra_config_errors():
 def test_unknown_size_field_is_rejected():
     with pytest.raises(ConfigError, match="unknown field"):
         resolve_size("reformer", "s", STUDY_CTX, seg_len=32)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(norm="sandwich"), r"bert_mlm: norm='sandwich'; allowed: post, pre"),
+    (dict(mask_prob=1.5), r"bert_mlm: mask_prob=1.5 must be a number in \(0, 1\)"),
+])
+def test_bert_mlm_config_errors(fields, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        resolve_size("bert_mlm", "s", STUDY_CTX, **fields)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_bert_mlm_norm_options_are_accounted(norm):
+    v = get_variant("bert_mlm")
+    size = resolve_size(v, "s", STUDY_CTX, norm=norm)
+    model = v.build(size, STUDY_CTX)
+    acc = v.account(size, STUDY_CTX)
+    assert (acc.params_total, acc.params_nonembedding) == (model.get_num_params(False), model.get_num_params(True))
