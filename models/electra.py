@@ -52,7 +52,7 @@ PRESETS = {
     "l": dict(d_model=128, n_layer=4, n_head=4),    # 871k
     "xl": dict(d_model=192, n_layer=6, n_head=6),   # 2.8M
 }
-DEFAULTS = dict(gen_divisor=4, rtd_weight=50.0, mask_prob=0.15, position="absolute")
+DEFAULTS = dict(gen_divisor=4, rtd_weight=50.0, mask_prob=0.15, replace_prob=None, position="absolute", init_std=0.02)
 POSITIONS = ("absolute", "rotary")
 
 
@@ -78,10 +78,14 @@ def check(size: Size, ctx: ModelContext) -> None:
     p = size.get("mask_prob")
     if not isinstance(p, (int, float)) or not 0 < p < 1:
         raise ConfigError(f"electra: mask_prob={p!r} must be a number in (0, 1), e.g. 0.15")
+    r = size.get("replace_prob")
+    if r is not None and (not isinstance(r, (int, float)) or not 0 < r <= p):
+        raise ConfigError(f"electra: replace_prob={r!r} must be a number in (0, mask_prob={p}] or null (= mask_prob)")
 
 
-def electra_config(ctx: ModelContext, embedding_size, hidden, n_layer, heads, d_ff) -> ElectraConfig:
+def electra_config(ctx: ModelContext, embedding_size, hidden, n_layer, heads, d_ff, init_std=0.02) -> ElectraConfig:
     config = ElectraConfig(
+        initializer_range=init_std,
         vocab_size=ctx.vocab_size,
         embedding_size=embedding_size,
         hidden_size=hidden,
@@ -108,6 +112,8 @@ class Electra(ArchModel):
         check(size, ctx)
         self.rtd_weight = float(size.get("rtd_weight"))
         self.mask_prob = float(size.get("mask_prob"))
+        replace = size.get("replace_prob")
+        self.replace_share = 1.0 if replace is None else float(replace) / self.mask_prob
         if size.get("position") == "rotary":
             self._build_rotary(size, ctx)
         else:
@@ -119,8 +125,9 @@ class Electra(ArchModel):
         """HF's ELECTRA classes: learned absolute positions in the shared embedding module."""
         d = size.d_model
         d_g, h_g, dff_g = generator_shape(size)
-        disc = ElectraForPreTraining(electra_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff))
-        gen = ElectraForMaskedLM(electra_config(ctx, d, d_g, size.n_layer, h_g, dff_g))
+        init = float(size.get("init_std"))
+        disc = ElectraForPreTraining(electra_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff, init))
+        gen = ElectraForMaskedLM(electra_config(ctx, d, d_g, size.n_layer, h_g, dff_g, init))
         gen.electra.embeddings = disc.electra.embeddings  # share the embedding module
         self.disc_encoder, self.disc_head = disc.electra, disc.discriminator_predictions
         self.gen_encoder = gen.electra
@@ -133,7 +140,7 @@ class Electra(ArchModel):
         are ELECTRA's generator's) sharing the discriminator's embedding module."""
         d = size.d_model
         d_g, h_g, dff_g = generator_shape(size)
-        init = electra_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff).initializer_range
+        init = float(size.get("init_std"))
         self.disc_encoder = RoFormerModel(roformer_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff, init))
         self.disc_head = ElectraDiscriminatorPredictions(electra_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff))
         for linear in (self.disc_head.dense, self.disc_head.dense_prediction):  # HF's init of a Linear
@@ -172,8 +179,11 @@ class Electra(ArchModel):
         with torch.no_grad():
             probs = F.softmax(gen_logits.float(), dim=-1)  # (n, V)
             sampled = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (n,)
+            # the discriminator sees samples at a replace_prob / mask_prob share of the masked positions
+            # (all of them when replace_prob = mask_prob, ELECTRA's own setting), the originals elsewhere
+            keep = torch.rand(sampled.shape, generator=generator, device=sampled.device) < self.replace_share
         fake = input_ids.clone()
-        fake[predicted] = sampled
+        fake[predicted] = torch.where(keep, sampled, input_ids[predicted])
         is_replaced = (fake != input_ids).float()  # (B, T)
 
         # discriminator: which tokens were replaced

@@ -75,6 +75,27 @@ def run_id(run: dict) -> str:
     return f"{run['variant']}_{run['size']}_{digest}"
 
 
+def check_still_valid(run: dict, rdir: Path) -> None:
+    """A finished run is reused only if today's resolution of its size (the variant's
+    defaults may have changed since) matches what it trained with."""
+    from models import resolve_size
+
+    trained = json.loads((rdir / "run.json").read_text())["size_config"]
+    today = resolve_size(run["variant"], run["size"], None, **run["overrides"]).as_dict()
+    differ = {k: (trained[k], today[k]) for k in set(trained) & set(today)
+              if json.dumps(trained[k]) != json.dumps(today[k])}
+    differ.update({k: (None, today[k]) for k in set(today) - set(trained) if k not in LEGACY_DEFAULTS.get(
+        run["variant"], {}) or LEGACY_DEFAULTS[run["variant"]][k] != today[k]})
+    if differ:
+        raise SystemExit(f"{rdir} trained with other size fields than the sweep entry gives today "
+                         f"(field: (trained, today)) {differ}; pin them in the entry, or delete the folder to retrain")
+
+
+# size fields added after some recorded runs were trained, with the value those runs had
+LEGACY_DEFAULTS = {"bert_mlm": dict(p_mask=0.8, pos_init="normal", init_std=0.02, position="absolute"),
+                   "electra": dict(init_std=0.02, replace_prob=None)}
+
+
 def ensure_data(data_dir: Path, spec: dict) -> None:
     """Build the corpus and tokens as the sweep file's `data` block says, if absent."""
     if (data_dir / "meta.json").exists():
@@ -144,6 +165,7 @@ def main(argv=None) -> int:
             rid = run_id(run)
             rdir = out / rid
             if (rdir / "sweep_row.json").exists():
+                check_still_valid(run, rdir)
                 row = json.loads((rdir / "sweep_row.json").read_text())
             else:
                 row = train_one(run, spec["training"], args.data, rdir)

@@ -73,7 +73,8 @@ HAND: dict = {
     "bert_causal": (V * 32 + T * 32 + 1 * 32,
                     2 * 32 + 2 * (4 * (32 * 32 + 32) + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32) + 2 * 32)
                     + (32 * 32 + 32) + 2 * 32 + V),
-    "bert_mlm": (V * 32 + T * 32 + 1 * 32,
+    # rotary positions (RoFormer): no position table; the fixed T x head_dim (16) sinusoids count as embeddings
+    "bert_mlm": (V * 32 + 1 * 32 + T * 16,
                  2 * 32 + 2 * (4 * (32 * 32 + 32) + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32) + 2 * 32)
                  + (32 * 32 + 32) + 2 * 32 + V),
     # d=32, d_ff=96: word, axial (8 x 8) + (16 x 24), untied head weight 2d x V | local layer
