@@ -22,6 +22,7 @@ VARIANT_MODULES = (
     "transformer_xl",
     "bert_causal",
     "bert_mlm",
+    "reformer_hf",
     "reformer",
     "electra",
 )

@@ -31,9 +31,10 @@ Per variant (details in each function's docstring):
 * transformer_xl: queries over the segment, keys/values re-projected over memory + segment
   (K = min(k * seg_len, mem_len) + seg_len for segment k, averaged over the walk), the
   content, position and value products over K keys, W_r R once per segment and batch.
-* reformer: local layers over the chunk window, LSH layers over num_hashes sorted-chunk
-  windows + the hashing rotation, feed-forward, the 2d -> V head; the layers' forward once
-  more for the reversible recomputation.
+* reformer, reformer_hf: local layers over the chunk window, LSH layers over num_hashes
+  windows (ours: each query's look-back of before * chunk + 1 sorted keys; HF's: the
+  (1 + before) * chunk sorted-chunk window) + the hashing rotation, feed-forward, the
+  2d -> V head; the layers' forward once more for the reversible recomputation.
 * electra: discriminator encoder + head on all tokens, generator encoder (d/gen_divisor
   wide) + the d -> d_g projection on all tokens, generator head on the masked 15%.
 
@@ -159,8 +160,13 @@ def transformer_xl(size, ctx, batch_size: int = STUDY_BATCH_SIZE) -> Accounting:
                       notes=f"tied head; relative attention over mean {K:g} keys (memory {M} + segment {S})")
 
 
-def bert_embeddings(size, ctx) -> int:
-    """BERT/ELECTRA embedding tables: tokens, learned positions (seq_len), one token type."""
+def bert_embeddings(size, ctx, heads: tuple = ()) -> int:
+    """BERT/ELECTRA embedding tables: tokens, one token type and learned positions (seq_len x
+    d); with `position: rotary` (RoFormer encoders) no position table but each encoder's fixed
+    seq_len x head_dim sinusoid table (`heads`: the head sizes of the encoders; default this
+    size's)."""
+    if size.get("position", "absolute") == "rotary":
+        return (ctx.vocab_size + 1) * size.d_model + sum(ctx.seq_len * h for h in (heads or (size.head_dim,)))
     return (ctx.vocab_size + ctx.seq_len + 1) * size.d_model
 
 
@@ -189,34 +195,62 @@ MLM_MASK_PROB = 0.15  # fraction of tokens BERT-style masking predicts (models/m
 
 
 def bert_mlm(size, ctx) -> Accounting:
-    """BERT masked LM (BertForMaskedLM): bidirectional dense attention over T; the MLM head
-    (transform d x d + tied decoder d x V) runs on the masked positions only, charged at
-    the expected fraction MLM_MASK_PROB of the training tokens."""
+    """BERT masked LM (models/bert_mlm.py): bidirectional dense attention over T; the MLM
+    head (transform d x d + tied decoder d x V) runs on the masked positions only, charged
+    at the expected training masking fraction (size field `mask_prob`, default
+    MLM_MASK_PROB). The pre-LN option (`norm: pre`) adds one final LayerNorm (2d)."""
     d, L, V, T = size.d_model, size.n_layer, ctx.vocab_size, ctx.seq_len
-    nonemb = bert_encoder_params(size) + bert_lm_head_params(d, V)
+    mask_prob = float(size.get("mask_prob", MLM_MASK_PROB))
+    final_norm = 2 * d if size.get("norm", "post") == "pre" else 0
+    nonemb = bert_encoder_params(size) + final_norm + bert_lm_head_params(d, V)
     forward = L * dense_block_forward_flops(d, size.d_ff, n_keys=T) \
-        + MLM_MASK_PROB * (matmul_flops(d, d) + matmul_flops(d, V))
+        + mask_prob * (matmul_flops(d, d) + matmul_flops(d, V))
     return Accounting(bert_embeddings(size, ctx) + nonemb, nonemb, forward,
-                      notes="tied decoder (its bias in N); head on the 15% masked positions")
+                      notes=f"tied decoder (its bias in N); {size.get('norm', 'post')}-LN; "
+                            f"head on the {mask_prob:g} masked positions")
 
 
 def reformer(size, ctx) -> Accounting:
-    """Reformer (ReformerModelWithLMHead, models/reformer.py): reversible layers over two
-    d-wide streams, local and LSH attention layers, untied 2d -> V LM head.
+    """Reformer with our leak-free causal LSH attention (models/reformer.py): as
+    `reformer_hf`, except that each LSH round multiplies a query against its own look-back
+    window in the bucket-sorted order, lsh_num_chunks_before * lsh_chunk_length + 1 keys
+    (itself and the most recent keys of its bucket; other buckets' keys in the window are
+    masked, not skipped), instead of HF's (1 + before) * chunk sorted-chunk window."""
+    from models.reformer_hf import settings
+
+    s = settings(size, ctx)
+    keys = s["lsh_num_chunks_before"] * s["lsh_chunk_length"] + 1
+    return _reformer(size, ctx, lsh_keys=keys, what=f"leak-free causal LSH over {keys} keys per round")
+
+
+def reformer_hf(size, ctx) -> Accounting:
+    """Reformer with HF's causal LSH attention (models/reformer_hf.py): each LSH round
+    multiplies each chunk of the bucket-sorted sequence against itself and the chunks
+    before it, (1 + before + after) * lsh_chunk_length keys per query."""
+    from models.reformer_hf import settings
+
+    s = settings(size, ctx)
+    keys = (1 + s["lsh_num_chunks_before"] + s["lsh_num_chunks_after"]) * s["lsh_chunk_length"]
+    return _reformer(size, ctx, lsh_keys=keys, what=f"HF causal LSH over {keys} sorted-chunk keys per round")
+
+
+def _reformer(size, ctx, lsh_keys: int, what: str) -> Accounting:
+    """Reformer (ReformerModelWithLMHead): reversible layers over two d-wide streams, local
+    and LSH attention layers, untied 2d -> V LM head.
 
     Per token and layer: local attention Q, K, V, output 8d^2 (no biases) + products over
     the chunk window (1 + chunks_before + chunks_after) * local_chunk_length; LSH attention
     shared QK, V, output 6d^2 + hashing (a d -> num_hashes * num_buckets/2 random rotation,
     per head d_head wide: 2 d num_hashes num_buckets/2) + products over num_hashes rounds
-    of the sorted-chunk window (1 + before + after) * lsh_chunk_length; feed-forward
-    4 d d_ff. LM head 2 * 2d * V. The reversible layers recompute their forward in the
-    backward pass: `recompute_flops_per_token` = the layers' forward without hashing
-    (buckets are cached), so training costs 4x the layers' forward + 3x the head.
+    of `lsh_keys` keys; feed-forward 4 d d_ff. LM head 2 * 2d * V. The reversible layers
+    recompute their forward in the backward pass: `recompute_flops_per_token` = the layers'
+    forward without hashing (buckets are cached), so training costs 4x the layers' forward
+    + 3x the head.
 
     Parameters: axial position embeddings (shape[0]*dim[0] + shape[1]*dim[1]), the token
     embedding and the untied 2d x V head weight are embeddings; the head's V bias is in N.
     """
-    from models.reformer import settings  # the resolved size fields (derived defaults)
+    from models.reformer_hf import settings  # the resolved size fields (derived defaults)
 
     s = settings(size, ctx)
     d, V, dff = size.d_model, ctx.vocab_size, size.d_ff
@@ -231,15 +265,14 @@ def reformer(size, ctx) -> Accounting:
             nonemb += 2 * d + 4 * d * d + ff_params
             layers_fwd += 4 * matmul_flops(d, d) + attention_core_flops(d, window) + ff_flops
         else:
-            window = (1 + s["lsh_num_chunks_before"] + s["lsh_num_chunks_after"]) * s["lsh_chunk_length"]
             h = 2.0 * d * s["num_hashes"] * (s["num_buckets"] // 2)
             hashing += h
             nonemb += 2 * d + 3 * d * d + ff_params
-            layers_fwd += 3 * matmul_flops(d, d) + h + s["num_hashes"] * attention_core_flops(d, window) + ff_flops
+            layers_fwd += 3 * matmul_flops(d, d) + h + s["num_hashes"] * attention_core_flops(d, lsh_keys) + ff_flops
     nonemb += 2 * (2 * d) + V  # final LayerNorm over 2d, the head's bias
     forward = layers_fwd + matmul_flops(2 * d, V)
     return Accounting(embeddings + nonemb, nonemb, forward,
-                      notes="untied 2d x V head weight counted with the embeddings; "
+                      notes=f"{what}; untied 2d x V head weight counted with the embeddings; "
                             "reversible layers recomputed in backward",
                       recompute_flops_per_token=layers_fwd - hashing)
 
@@ -260,12 +293,13 @@ def electra(size, ctx) -> Accounting:
     from models.electra import generator_shape
 
     d, L, V, T = size.d_model, size.n_layer, ctx.vocab_size, ctx.seq_len
-    d_g, _, dff_g = generator_shape(size)
+    d_g, h_g, dff_g = generator_shape(size)
+    mask_prob = float(size.get("mask_prob", MLM_MASK_PROB))
     disc = L * dense_block_params(d, size.d_ff) + (d * d + d) + (d + 1)
     gen = (d * d_g + d_g) + L * dense_block_params(d_g, dff_g) + (d_g * d + d + 2 * d) + V
     nonemb = disc + gen + 2 * d  # + shared embedding LayerNorm
     forward = L * dense_block_forward_flops(d, size.d_ff, n_keys=T) + matmul_flops(d, d) + matmul_flops(d, 1) \
         + matmul_flops(d, d_g) + L * dense_block_forward_flops(d_g, dff_g, n_keys=T) \
-        + MLM_MASK_PROB * (matmul_flops(d_g, d) + matmul_flops(d, V))
-    return Accounting(bert_embeddings(size, ctx) + nonemb, nonemb, forward,
+        + mask_prob * (matmul_flops(d_g, d) + matmul_flops(d, V))
+    return Accounting(bert_embeddings(size, ctx, heads=(size.head_dim, d_g // h_g)) + nonemb, nonemb, forward,
                       notes=f"generator width {d_g}; discriminator-only N = {disc + 2 * d}; shared embeddings once")

@@ -7,6 +7,14 @@ evaluation loss. What "loss" means depends on `objective`:
 - rtd (ELECTRA): generator MLM loss + rtd_weight x replaced-token-detection BCE.
 Randomness the objective needs (masks, sampled replacements) comes from the passed
 `torch.Generator`, so evaluation is reproducible by passing a fixed-seed generator.
+
+The training loop scores every run on one fixed evaluation set (training/evalset.py):
+`fixed_eval_losses(batch)` gets a dict of (B, T) tensors (EVAL_FIELDS) holding the windows and
+their fixed corruptions, and returns {"loss": the objective's eval loss, ...extras}:
+- causal: next-token CE of `input_ids` (via `eval_loss`);
+- masked: CE at the fixed masked positions of `mlm_input_ids` (`mlm_labels`);
+- rtd: the discriminator's BCE on the fixed corrupted set (`rtd_input_ids`, `rtd_labels`),
+  with the generator's CE on the masked set as the extra `generator_mlm_loss`.
 """
 from __future__ import annotations
 
@@ -16,6 +24,9 @@ import torch
 from torch import nn
 
 from models.registry import ModelContext, Size
+
+# the fields of one fixed evaluation batch (training/evalset.py builds them), each (B, T) long
+EVAL_FIELDS = ("input_ids", "mlm_input_ids", "mlm_labels", "rtd_input_ids", "rtd_labels")
 
 
 class ArchModel(nn.Module):
@@ -33,6 +44,12 @@ class ArchModel(nn.Module):
     def eval_loss(self, input_ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Loss on a held-out batch; by default the training loss without dropout/grad."""
         return self.training_loss(input_ids, generator)
+
+    def fixed_eval_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses on one batch of the fixed evaluation set (EVAL_FIELDS -> (B, T) tensors):
+        {"loss": scalar} plus any extra scalars the objective reports. Causal LMs score the
+        plain windows; masked and rtd objectives override this to read the fixed corruptions."""
+        return {"loss": self.eval_loss(batch["input_ids"])}
 
     # -- bookkeeping -------------------------------------------------------------------------
     def embedding_parameters(self) -> list[nn.Parameter]:

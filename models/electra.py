@@ -1,12 +1,13 @@
 """ELECTRA (Clark et al., 2020): replaced-token detection with a small MLM generator.
 
-* generator: `transformers.ElectraForMaskedLM`, 1/`gen_divisor` (default 1/4) of the
-  discriminator's width, same depth, BERT 15% (80/10/10) masking (models/masking.py);
-* discriminator: `transformers.ElectraForPreTraining` at the full size;
+* generator: a masked LM 1/`gen_divisor` (default 1/4) of the discriminator's width, same
+  depth, BERT masking (80/10/10) of `mask_prob` of the tokens (models/masking.py);
+* discriminator: the full-size encoder with ELECTRA's head (dense, GELU, dense -> 1);
 * shared embeddings, as in the paper: the generator *uses the discriminator's embedding
-  module* (token, position and token-type tables and their LayerNorm; one set of tensors,
-  so they stay shared after every optimiser step), projected to the generator's width by
-  its `embeddings_project`; the generator's LM head is tied to the shared token table;
+  module* (token and token-type tables, the position table where there is one, and their
+  LayerNorm; one set of tensors, so they stay shared after every optimiser step), projected
+  to the generator's width by its `embeddings_project`; the generator's LM head is tied to
+  the shared token table;
 * the replacements are sampled from the generator's softmax at the masked positions
   without gradient (torch.multinomial with the passed generator); the discriminator labels
   a position "replaced" iff its token differs from the original (a sample that hits the
@@ -14,6 +15,15 @@
 * loss = generator MLM cross-entropy (masked positions) + rtd_weight (50) x discriminator
   BCE over all positions; one optimiser over `unique_parameters()` (shared tensors once).
 
+Evaluation (`fixed_eval_losses`, objective `rtd`): the discriminator's BCE on the fixed
+corrupted held-out set of training/evalset.py (replacements drawn once from the training
+unigram, so only context tells them apart; its base-rate entropy is the score without
+context), with the generator's cross-entropy on the fixed 15% mask reported beside it.
+
+Size field `position` picks the encoders: "absolute" = `transformers.ElectraForPreTraining`
++ `ElectraForMaskedLM` (learned absolute positions), "rotary" = `transformers.RoFormerModel`
++ ELECTRA's `ElectraDiscriminatorPredictions` head and `RoFormerForMaskedLM` (the same
+blocks, heads and sharing, with rotary position embeddings instead of a position table).
 The generator's MLM head runs on the masked positions only (as BERT's `gather_indexes`).
 """
 from __future__ import annotations
@@ -23,10 +33,13 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+from transformers import (ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining, RoFormerForMaskedLM,
+                          RoFormerModel)
+from transformers.models.electra.modeling_electra import ElectraDiscriminatorPredictions
 
 from models import accounting
 from models.base import ArchModel
+from models.bert_mlm import roformer_config
 from models.masking import IGNORE_INDEX, mask_tokens
 from models.registry import ConfigError, ModelContext, Size, Variant, register
 
@@ -39,8 +52,8 @@ PRESETS = {
     "l": dict(d_model=128, n_layer=4, n_head=4),    # 871k
     "xl": dict(d_model=192, n_layer=6, n_head=6),   # 2.8M
 }
-DEFAULTS = dict(gen_divisor=4, rtd_weight=50.0)
-MASK_PROB = 0.15
+DEFAULTS = dict(gen_divisor=4, rtd_weight=50.0, mask_prob=0.15, replace_prob=None, position="absolute", init_std=0.02)
+POSITIONS = ("absolute", "rotary")
 
 
 def generator_shape(size: Size) -> tuple[int, int, int]:
@@ -60,10 +73,19 @@ def check(size: Size, ctx: ModelContext) -> None:
         raise ConfigError(f"electra: generator width {d_g} is not divisible by its {heads} heads")
     if not float(size.get("rtd_weight")) > 0:
         raise ConfigError(f"electra: rtd_weight={size.get('rtd_weight')!r} must be > 0")
+    if size.get("position") not in POSITIONS:
+        raise ConfigError(f"electra: position={size.get('position')!r}; allowed: {', '.join(POSITIONS)}")
+    p = size.get("mask_prob")
+    if not isinstance(p, (int, float)) or not 0 < p < 1:
+        raise ConfigError(f"electra: mask_prob={p!r} must be a number in (0, 1), e.g. 0.15")
+    r = size.get("replace_prob")
+    if r is not None and (not isinstance(r, (int, float)) or not 0 < r <= p):
+        raise ConfigError(f"electra: replace_prob={r!r} must be a number in (0, mask_prob={p}] or null (= mask_prob)")
 
 
-def electra_config(ctx: ModelContext, embedding_size, hidden, n_layer, heads, d_ff) -> ElectraConfig:
+def electra_config(ctx: ModelContext, embedding_size, hidden, n_layer, heads, d_ff, init_std=0.02) -> ElectraConfig:
     config = ElectraConfig(
+        initializer_range=init_std,
         vocab_size=ctx.vocab_size,
         embedding_size=embedding_size,
         hidden_size=hidden,
@@ -88,18 +110,61 @@ class Electra(ArchModel):
     def __init__(self, size: Size, ctx: ModelContext):
         super().__init__(size, ctx)
         check(size, ctx)
+        self.rtd_weight = float(size.get("rtd_weight"))
+        self.mask_prob = float(size.get("mask_prob"))
+        replace = size.get("replace_prob")
+        self.replace_share = 1.0 if replace is None else float(replace) / self.mask_prob
+        if size.get("position") == "rotary":
+            self._build_rotary(size, ctx)
+        else:
+            self._build_absolute(size, ctx)
+        # the generator's LM head is tied to the shared token table
+        self.gen_head.decoder.weight = self.word_embeddings()
+
+    def _build_absolute(self, size: Size, ctx: ModelContext) -> None:
+        """HF's ELECTRA classes: learned absolute positions in the shared embedding module."""
         d = size.d_model
         d_g, h_g, dff_g = generator_shape(size)
-        self.rtd_weight = float(size.get("rtd_weight"))
-        self.discriminator = ElectraForPreTraining(electra_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff))
-        self.generator = ElectraForMaskedLM(electra_config(ctx, d, d_g, size.n_layer, h_g, dff_g))
-        # share the embedding module; tie the generator's LM head to the shared token table
-        self.generator.electra.embeddings = self.discriminator.electra.embeddings
-        self.generator.generator_lm_head.weight = self.discriminator.electra.embeddings.word_embeddings.weight
+        init = float(size.get("init_std"))
+        disc = ElectraForPreTraining(electra_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff, init))
+        gen = ElectraForMaskedLM(electra_config(ctx, d, d_g, size.n_layer, h_g, dff_g, init))
+        gen.electra.embeddings = disc.electra.embeddings  # share the embedding module
+        self.disc_encoder, self.disc_head = disc.electra, disc.discriminator_predictions
+        self.gen_encoder = gen.electra
+        self.gen_head = GeneratorHead(gen.generator_predictions, gen.generator_lm_head)
+
+    def _build_rotary(self, size: Size, ctx: ModelContext) -> None:
+        """The same two networks on RoFormer encoders (BERT blocks with rotary positions, no
+        position table): `RoFormerModel` + ELECTRA's discriminator head, `RoFormerForMaskedLM`
+        (width d_g, embedding width d: its `embeddings_project` and d_g -> d head transform
+        are ELECTRA's generator's) sharing the discriminator's embedding module."""
+        d = size.d_model
+        d_g, h_g, dff_g = generator_shape(size)
+        init = float(size.get("init_std"))
+        self.disc_encoder = RoFormerModel(roformer_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff, init))
+        self.disc_head = ElectraDiscriminatorPredictions(electra_config(ctx, d, d, size.n_layer, size.n_head, size.d_ff))
+        for linear in (self.disc_head.dense, self.disc_head.dense_prediction):  # HF's init of a Linear
+            nn.init.normal_(linear.weight, std=init)
+            nn.init.zeros_(linear.bias)
+        gen = RoFormerForMaskedLM(roformer_config(ctx, d, d_g, size.n_layer, h_g, dff_g, init))
+        gen.roformer.embeddings = self.disc_encoder.embeddings  # share the embedding module
+        self.gen_encoder, self.gen_head = gen.roformer, gen.cls.predictions
+
+    def word_embeddings(self) -> nn.Parameter:
+        return self.disc_encoder.embeddings.word_embeddings.weight
 
     def mask(self, input_ids, generator):
         """The generator's input and labels: (corrupted ids (B, T), labels (B, T))."""
-        return mask_tokens(input_ids, self.ctx, generator, mask_prob=MASK_PROB)
+        return mask_tokens(input_ids, self.ctx, generator, mask_prob=self.mask_prob)
+
+    def discriminator_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) logits that each token was replaced."""
+        return self.disc_head(self.disc_encoder(input_ids=input_ids).last_hidden_state)
+
+    def generator_logits(self, corrupted: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+        """(n, V) generator logits at the n positions where `predicted` (B, T) is True."""
+        hidden = self.gen_encoder(input_ids=corrupted).last_hidden_state  # (B, T, d_g)
+        return self.gen_head(hidden[predicted])  # head on the masked positions only
 
     def _losses(self, input_ids, generator):
         """(generator MLM loss, discriminator RTD loss)."""
@@ -107,35 +172,61 @@ class Electra(ArchModel):
         predicted = labels != IGNORE_INDEX  # (B, T) bool
 
         # generator: MLM on the masked positions
-        g = self.generator
-        hidden = g.electra(input_ids=corrupted).last_hidden_state  # (B, T, d_g)
-        gen_logits = g.generator_lm_head(g.generator_predictions(hidden[predicted]))  # (n, V)
+        gen_logits = self.generator_logits(corrupted, predicted)  # (n, V)
         mlm = F.cross_entropy(gen_logits, labels[predicted])
 
         # replacements sampled from the generator, no gradient
         with torch.no_grad():
             probs = F.softmax(gen_logits.float(), dim=-1)  # (n, V)
             sampled = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (n,)
+            # the discriminator sees samples at a replace_prob / mask_prob share of the masked positions
+            # (all of them when replace_prob = mask_prob, ELECTRA's own setting), the originals elsewhere
+            keep = torch.rand(sampled.shape, generator=generator, device=sampled.device) < self.replace_share
         fake = input_ids.clone()
-        fake[predicted] = sampled
+        fake[predicted] = torch.where(keep, sampled, input_ids[predicted])
         is_replaced = (fake != input_ids).float()  # (B, T)
 
         # discriminator: which tokens were replaced
-        disc_logits = self.discriminator(input_ids=fake).logits  # (B, T)
-        rtd = F.binary_cross_entropy_with_logits(disc_logits, is_replaced)
+        rtd = F.binary_cross_entropy_with_logits(self.discriminator_logits(fake), is_replaced)
         return mlm, rtd
 
     def training_loss(self, input_ids, generator=None):
         mlm, rtd = self._losses(input_ids, generator)
         return mlm + self.rtd_weight * rtd
 
+    def fixed_eval_losses(self, batch):
+        """The discriminator's BCE on the fixed corrupted set (replacements from the training
+        unigram at 15% of positions; specials not scored), i.e. objective `rtd`'s eval loss,
+        and the generator's cross-entropy on the fixed 15% mask (bert_mlm's yardstick)."""
+        labels = batch["rtd_labels"]  # (B, T): 1 replaced, 0 original, IGNORE_INDEX not scored
+        scored = labels != IGNORE_INDEX
+        logits = self.discriminator_logits(batch["rtd_input_ids"])  # (B, T)
+        bce = F.binary_cross_entropy_with_logits(logits[scored], labels[scored].to(logits.dtype))
+        predicted = batch["mlm_labels"] != IGNORE_INDEX
+        gen_logits = self.generator_logits(batch["mlm_input_ids"], predicted)
+        return {"loss": bce, "generator_mlm_loss": F.cross_entropy(gen_logits, batch["mlm_labels"][predicted])}
+
     def chance_loss(self) -> float:
         """Uniform generator (ln V) + rtd_weight x a discriminator that says 1/2 (ln 2)."""
         return math.log(self.ctx.vocab_size) + self.rtd_weight * math.log(2.0)
 
     def embedding_parameters(self):
-        e = self.discriminator.electra.embeddings
+        e = self.disc_encoder.embeddings
+        if self.size.get("position") == "rotary":  # fixed sinusoid tables of the two encoders' rotary positions
+            return [e.word_embeddings.weight, e.token_type_embeddings.weight,
+                    self.disc_encoder.encoder.embed_positions.weight, self.gen_encoder.encoder.embed_positions.weight]
         return [e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight]
+
+
+class GeneratorHead(nn.Module):
+    """ELECTRA's generator head as one module (`decoder` = the LM head): transform d_g -> d, then d -> V."""
+
+    def __init__(self, predictions: nn.Module, lm_head: nn.Linear):
+        super().__init__()
+        self.predictions, self.decoder = predictions, lm_head
+
+    def forward(self, hidden):
+        return self.decoder(self.predictions(hidden))  # (n, V)
 
 
 register(Variant(
@@ -147,7 +238,7 @@ register(Variant(
     description="ELECTRA: ElectraForMaskedLM generator (1/4 width) + ElectraForPreTraining discriminator, "
                 "shared embeddings, loss = MLM + 50 x RTD",
     account=accounting.electra,
-    uses=("masking.py",),
+    uses=("masking.py", "bert_mlm.py", "bert_causal.py"),
     size_fields=tuple(DEFAULTS),
     defaults=DEFAULTS,
     check=check,

@@ -1,232 +1,167 @@
-"""Reformer (Kitaev et al., 2020) as a causal LM: `transformers.ReformerModelWithLMHead`.
+"""Reformer with leak-free causal LSH attention (variant `reformer`).
 
-`is_decoder=True`, layers alternating local (chunked) attention and LSH attention
-(`attn_layers`, cycled over n_layer), reversible residual layers (activations are
-recomputed in the backward pass), axial position embeddings, and the untied LM head over
-the concatenated 2*d reversible streams. Randomly initialised from a config, no dropout.
+The model is Hugging Face's `ReformerModelWithLMHead` exactly as in `reformer_hf`
+(models/reformer_hf.py: reversible layers, axial positions, chunked local attention layers
+alternating with LSH layers, untied 2d -> V head, the same sizes and parameters), with every
+LSH self-attention module replaced by our own `CausalLSHSelfAttention`. Why our own: HF's
+causal LSH attention sorts the sequence by bucket and attends within fixed chunks of the
+sorted order, so which past keys a query sees depends on how *future* tokens hashed (they
+shift the chunk boundaries): changing late tokens changes early logits (`reformer_hf`'s
+`causal_leak` reads 0.07-0.31 after training).
 
-Causality: local attention is exactly causal. Causal LSH attention is not: which past keys
-share a sorted chunk with a query depends on the hash buckets of *all* tokens, future ones
-included, so changing late tokens moves earlier logits a little. `causal_leak` measures it
-(the loop writes it to run.json at evaluation points); it is not hidden.
+`CausalLSHSelfAttention`, per head and hashing round (Kitaev et al., 2020, Sec. 2-3):
+* shared query-key: one projection gives the queries, the keys are the same vectors
+  normalised to unit length; values from their own projection;
+* angular LSH: bucket = argmax([xR, -xR]) of a random rotation R (head_dim x n_buckets/2),
+  one rotation per round and head, no gradient through the hash;
+* attention: a query at position i attends to the keys of its own bucket at positions
+  <= i, at most the `lsh_num_chunks_before * lsh_chunk_length` most recent of them (the
+  window Reformer's chunks give); attending to itself only when nothing else is there
+  (its score is set to -1e5, as Reformer does);
+* rounds are combined by log-sum-exp: out = sum_r softmax_r(lse_r) * out_r, i.e. softmax
+  attention over the union of the rounds' keys (a key found in two rounds counts twice).
 
-Randomness of the hashing (HF draws random rotations from torch's global RNG):
-* training: each call seeds the rotations from the passed generator (a new hash per step,
-  reproducible given the generator); evaluation: from the fixed size field `hash_seed`,
-  so evaluation losses and `causal_leak` are deterministic;
-* both run inside `torch.random.fork_rng`, and HF's per-layer dropout reseeding
-  (`torch.seed()` / `torch.manual_seed()` on the global RNG in every forward and in the
-  reversible backward) is disabled or fenced, so a Reformer step leaves the global RNG as
-  it found it. Dropout is 0, so those seeds have nothing to do.
+Implementation: the positions are sorted by (bucket, position), so a query's admissible keys
+are the run of its bucket just before it in sorted order; the sorted sequence is cut into
+chunks of `lsh_chunk_length`, each chunk attends to itself and the `lsh_num_chunks_before`
+chunks before it (zero padding before the first), and a mask keeps a key iff it is in the
+query's bucket and 0 <= (query's sorted index - key's) <= before * chunk. Every key inside
+that distance and bucket is in the query's window whatever the chunk boundaries are, and
+which same-bucket keys lie within the distance depends only on the buckets of positions
+<= i: masked entries get weight exactly 0, so logits at positions < t are bit-identical when
+tokens >= t change. Compute is Reformer's: per round, (1 + before) * chunk keys per query.
 
-Size fields (defaults in DEFAULTS; None = derived from d_model / seq_len, see `settings`):
-attn_layers, lsh_chunk_length, local_chunk_length, num_buckets, num_hashes,
-lsh_num_chunks_before/after, local_num_chunks_before/after, axial_pos_shape,
-axial_pos_embds_dim, hash_seed.
+Hash rotations come from an explicit generator, never from torch's global RNG: in training
+a new draw per step from the generator the loop passes; in evaluation from the size field
+`hash_seed`, so evaluation and the leak probe are deterministic. The reversible backward
+pass reuses the forward's buckets (HF passes them back), so it needs no rotations.
 """
 from __future__ import annotations
 
-import math
-from functools import reduce
-from operator import mul
-
 import torch
-from transformers import ReformerConfig, ReformerModelWithLMHead
+from torch import nn
+from transformers.models.reformer.modeling_reformer import LSHSelfAttention, LSHSelfAttentionOutput
 
 from models import accounting
-from models.base import ArchModel
-from models.registry import ConfigError, ModelContext, Size, Variant, register
+from models.reformer_hf import DEFAULTS, PRESETS, ReformerHF, check
+from models.registry import Variant, register
 
-PRESETS = {
-    # gpt2's shapes; non-embedding params (vocab 2048, context 128) in comments. The untied
-    # 2d x V LM head weight counts with the embeddings (models/accounting.py). xs has d_ff = 3d,
-    # as every variant's xs does, so each scan spans 1.5 decades of N.
-    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=96),
-    "s": dict(d_model=64, n_layer=2, n_head=4),
-    "m": dict(d_model=96, n_layer=3, n_head=4),
-    "l": dict(d_model=128, n_layer=4, n_head=4),
-    "xl": dict(d_model=192, n_layer=6, n_head=6),
-}
-DEFAULTS = dict(
-    attn_layers=("local", "lsh"),  # cycled over n_layer
-    lsh_chunk_length=32,
-    local_chunk_length=32,
-    num_buckets=4,  # int, even
-    num_hashes=1,
-    lsh_num_chunks_before=1,
-    lsh_num_chunks_after=0,
-    local_num_chunks_before=1,
-    local_num_chunks_after=0,
-    axial_pos_shape=None,  # None: (a, seq_len // a), a the largest divisor of seq_len <= sqrt
-    axial_pos_embds_dim=None,  # None: (d // 4, d - d // 4)
-    hash_seed=0,  # evaluation hashing seed
-)
+SELF_SCORE = -1e5  # a query's score for itself: used only when its bucket has no earlier key
+MASKED = -1e9  # score of an inadmissible key: exp() underflows to exactly 0 in fp32 and bf16
 
 
-def settings(size: Size, ctx: ModelContext) -> dict:
-    """The size's Reformer fields with the derived defaults filled in."""
-    s = {k: size.get(k, v) for k, v in DEFAULTS.items()}
-    if isinstance(s["attn_layers"], str):
-        s["attn_layers"] = tuple(x.strip() for x in s["attn_layers"].split(","))
-    s["layers"] = [s["attn_layers"][i % len(s["attn_layers"])] for i in range(size.n_layer)]
-    T, d = ctx.seq_len, size.d_model
-    if s["axial_pos_shape"] is None:
-        a = max(f for f in range(1, int(math.isqrt(T)) + 1) if T % f == 0)
-        s["axial_pos_shape"] = (a, T // a)
-    if s["axial_pos_embds_dim"] is None:
-        s["axial_pos_embds_dim"] = (d // 4, d - d // 4)
-    s["axial_pos_shape"] = tuple(s["axial_pos_shape"])
-    s["axial_pos_embds_dim"] = tuple(s["axial_pos_embds_dim"])
-    return s
+def angular_buckets(vectors: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Angular LSH buckets (B, H, R, T) of vectors (B, H, T, D) under rotations (H, D, R, n_buckets/2)."""
+    rotated = torch.einsum("bhtd,hdrk->bhrtk", vectors.detach(), rotations.to(vectors.dtype))  # (B, H, R, T, nb/2)
+    return torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)  # (B, H, R, T)
 
 
-def check(size: Size, ctx: ModelContext) -> None:
-    """Reformer's constraints, as one-line ConfigErrors (HF would assert or fail mid-training)."""
-    s = settings(size, ctx)
-    bad = sorted(set(s["attn_layers"]) - {"local", "lsh"})
-    if bad or not s["attn_layers"]:
-        raise ConfigError(f"reformer: attn_layers={s['attn_layers']!r}; allowed entries: 'local', 'lsh'")
-    T, d = ctx.seq_len, size.d_model
-    prod = reduce(mul, s["axial_pos_shape"], 1)
-    if prod != T:
-        raise ConfigError(
-            f"reformer: axial_pos_shape={s['axial_pos_shape']} multiplies to {prod}, but training needs "
-            f"it to equal seq_len={T}"
-        )
-    if sum(s["axial_pos_embds_dim"]) != d:
-        raise ConfigError(
-            f"reformer: axial_pos_embds_dim={s['axial_pos_embds_dim']} sums to {sum(s['axial_pos_embds_dim'])}, "
-            f"but must sum to d_model={d}"
-        )
-    chunks = [s[f"{kind}_chunk_length"] for kind in sorted(set(s["layers"]))]
-    lcm = math.lcm(*chunks)
-    if T % lcm:
-        raise ConfigError(
-            f"reformer: seq_len={T} is not a multiple of the lcm {lcm} of the chunk lengths "
-            f"{dict(zip(sorted(set(s['layers'])), chunks))}"
-        )
-    if not isinstance(s["num_buckets"], int) or s["num_buckets"] < 2 or s["num_buckets"] % 2:
-        raise ConfigError(f"reformer: num_buckets={s['num_buckets']!r} must be an even integer >= 2")
-    for kind in ("lsh", "local"):
-        if s[f"{kind}_num_chunks_after"] != 0:
-            raise ConfigError(
-                f"reformer: {kind}_num_chunks_after={s[f'{kind}_num_chunks_after']} must be 0 "
-                "for a causal LM (it would attend to future chunks)"
-            )
-    if not isinstance(s["num_hashes"], int) or s["num_hashes"] < 1:
-        raise ConfigError(f"reformer: num_hashes={s['num_hashes']!r} must be a positive integer")
+def _look_back(x: torch.Tensor, w: int, fill) -> torch.Tensor:
+    """(B, H, R, T, *rest) -> (B, H, R, T, w + 1, *rest): for each sorted index s the entries
+    at s - w .. s (slot w - k holds s - k; `fill` before the start)."""
+    lead, T, rest = x.shape[:3], x.shape[3], x.shape[4:]
+    padded = torch.cat([x.new_full((*lead, w, *rest), fill), x], dim=3)  # (B, H, R, w + T, *rest)
+    index = torch.arange(T, device=x.device)[:, None] + torch.arange(w + 1, device=x.device)[None, :]  # (T, w+1)
+    return padded[:, :, :, index]  # (B, H, R, T, w + 1, *rest)
 
 
-class Reformer(ArchModel):
-    objective = "causal"
+def causal_bucket_attention(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, window: int):
+    """Causal attention within hash buckets, per round: a query attends to the keys of its
+    bucket at or before its position, at most `window` of them besides itself.
 
-    def __init__(self, size: Size, ctx: ModelContext):
+    qk, v: (B, H, T, D) shared query-key and value vectors; buckets: (B, H, R, T).
+    Returns the per-round outputs (B, H, R, T, D) and log-sum-exps (B, H, R, T), in the
+    original position order."""
+    B, H, R, T = buckets.shape
+    D = qk.size(-1)
+    positions = torch.arange(T, device=qk.device)
+    order = (buckets * T + positions).argsort(dim=-1)  # (B, H, R, T): by bucket, then position (unique keys)
+    undo = order.argsort(dim=-1)  # (B, H, R, T)
+    gather = order.unsqueeze(-1).expand(B, H, R, T, D)
+    sq = qk.unsqueeze(2).expand(B, H, R, T, D).gather(3, gather)  # (B, H, R, T, D) sorted queries
+    sv = v.unsqueeze(2).expand(B, H, R, T, D).gather(3, gather)  # (B, H, R, T, D)
+    sk = sq / sq.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # unit-length keys
+    sb = buckets.gather(3, order)  # (B, H, R, T) sorted buckets
+
+    # slot j of query s holds sorted index s - (window - j): its bucket's run in sorted order
+    # is its own earlier keys, so slot j <-> the (window - j)-th most recent key of its bucket,
+    # whatever the future tokens hashed to (they only change what the masked slots hold)
+    k_w = _look_back(sk, window, 0.0)  # (B, H, R, T, W, D), W = window + 1
+    v_w = _look_back(sv, window, 0.0)  # (B, H, R, T, W, D)
+    allowed = _look_back(sb, window, -1) == sb.unsqueeze(-1)  # (B, H, R, T, W): same bucket (padding: none)
+    dots = torch.matmul(k_w, sq.unsqueeze(-1)).squeeze(-1)  # (B, H, R, T, W)
+    dots = torch.where(allowed, dots, torch.full_like(dots, MASKED))
+    dots[..., window] = SELF_SCORE  # the query itself (always in its bucket)
+    lse = torch.logsumexp(dots, dim=-1, keepdim=True)  # (B, H, R, T, 1)
+    out = torch.matmul(torch.exp(dots - lse).unsqueeze(-2), v_w).squeeze(-2)  # (B, H, R, T, D)
+
+    out = out.gather(3, undo.unsqueeze(-1).expand(B, H, R, T, D))  # original order
+    lse = lse.squeeze(-1).gather(3, undo)
+    return out, lse
+
+
+class CausalLSHSelfAttention(nn.Module):
+    """Drop-in for HF's `LSHSelfAttention` (same parameters and call signature) that is
+    exactly causal; see the module docstring. `rotations` (H, D, R, n_buckets/2) must be
+    set before a forward pass that hashes (the model does it per step)."""
+
+    def __init__(self, hf_attention: LSHSelfAttention):
+        super().__init__()
+        cfg = hf_attention.config
+        self.n_head, self.head_dim = hf_attention.num_attention_heads, hf_attention.attention_head_size
+        self.num_hashes, self.num_buckets = hf_attention.num_hashes, hf_attention.num_buckets
+        self.window = cfg.lsh_num_chunks_before * cfg.lsh_attn_chunk_length  # earlier same-bucket keys seen
+        self.query_key = hf_attention.query_key  # (d -> H*D), no bias: the same parameters as HF's
+        self.value = hf_attention.value
+        self.rotations: torch.Tensor | None = None
+
+    def rotation_shape(self) -> tuple[int, int, int, int]:
+        return self.n_head, self.head_dim, self.num_hashes, self.num_buckets // 2
+
+    def forward(self, hidden_states, attention_mask=None, num_hashes=None, buckets=None, past_buckets_states=None,
+                use_cache=False, output_attentions=False, **kwargs):
+        if attention_mask is not None or use_cache or past_buckets_states is not None:
+            raise NotImplementedError("CausalLSHSelfAttention trains and scores full windows: no padding mask, no cache")
+        B, T, _ = hidden_states.shape
+        H, D, R = self.n_head, self.head_dim, self.num_hashes
+        qk = self.query_key(hidden_states).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        v = self.value(hidden_states).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        if buckets is None:  # forward pass; the reversible backward passes the forward's buckets
+            if self.rotations is None:
+                raise RuntimeError("CausalLSHSelfAttention: set the hash rotations before the forward pass")
+            buckets = angular_buckets(qk, self.rotations)  # (B, H, R, T)
+        buckets = buckets.view(B, H, R, T)
+        out, lse = causal_bucket_attention(qk, v, buckets, self.window)  # (B,H,R,T,D), (B,H,R,T)
+        weights = torch.softmax(lse, dim=2).unsqueeze(-1)  # (B, H, R, T, 1): rounds combined by log-sum-exp
+        out = (out * weights).sum(dim=2)  # (B, H, T, D)
+        out = out.transpose(1, 2).reshape(B, T, H * D)  # (B, T, C)
+        return LSHSelfAttentionOutput(hidden_states=out, attention_probs=(), buckets=buckets)
+
+
+class Reformer(ReformerHF):
+    """`reformer_hf`'s model with `CausalLSHSelfAttention` in every LSH layer."""
+
+    def __init__(self, size, ctx):
         super().__init__(size, ctx)
-        check(size, ctx)
-        s = self.settings = settings(size, ctx)
-        config = ReformerConfig(
-            vocab_size=ctx.vocab_size,
-            hidden_size=size.d_model,
-            num_attention_heads=size.n_head,
-            attention_head_size=size.head_dim,
-            num_hidden_layers=size.n_layer,
-            attn_layers=s["layers"],
-            feed_forward_size=size.d_ff,
-            hidden_act="gelu",
-            is_decoder=True,
-            max_position_embeddings=ctx.seq_len,
-            axial_pos_embds=True,
-            axial_pos_shape=s["axial_pos_shape"],
-            axial_pos_embds_dim=s["axial_pos_embds_dim"],
-            lsh_attn_chunk_length=s["lsh_chunk_length"],
-            local_attn_chunk_length=s["local_chunk_length"],
-            num_buckets=s["num_buckets"],
-            num_hashes=s["num_hashes"],
-            lsh_num_chunks_before=s["lsh_num_chunks_before"],
-            lsh_num_chunks_after=s["lsh_num_chunks_after"],
-            local_num_chunks_before=s["local_num_chunks_before"],
-            local_num_chunks_after=s["local_num_chunks_after"],
-            hash_seed=None,  # HF would call torch.manual_seed(hash_seed) in every layer
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-            lsh_attention_probs_dropout_prob=0.0,
-            local_attention_probs_dropout_prob=0.0,
-            pad_token_id=ctx.pad_id,
-            eos_token_id=ctx.eos_id,
-            tie_word_embeddings=False,
-        )
-        self.hf = ReformerModelWithLMHead(config)
+        self.hf.config.use_cache = False  # no incremental-decoding cache: we score whole windows
+        self.lsh = []
         for layer in self.hf.reformer.encoder.layers:
-            _fence_global_rng(layer)
+            attention = layer.attention.self_attention
+            if isinstance(attention, LSHSelfAttention):
+                layer.attention.self_attention = CausalLSHSelfAttention(attention)
+                self.lsh.append(layer.attention.self_attention)
 
     def _hashed(self, seed: int, fn):
-        """Run fn() with the hashing rotations drawn from torch's RNG seeded with `seed`,
-        restoring the global RNG (CPU and, on a GPU, the model's device) afterwards."""
+        """Run fn() with every LSH layer's rotations drawn from a generator seeded with `seed`."""
         device = self.hf.lm_head.decoder.weight.device
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        for attention in self.lsh:
+            attention.rotations = torch.randn(attention.rotation_shape(), generator=gen, device=device)
+        try:
             return fn()
-
-    def logits(self, input_ids):
-        """Logits (B, T, V) with the evaluation hash seed."""
-        return self._hashed(self.settings["hash_seed"], lambda: self.hf(input_ids=input_ids).logits)
-
-    def training_loss(self, input_ids, generator=None):
-        device = generator.device if generator is not None else "cpu"
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))  # random hashing per step
-        return self._hashed(seed, lambda: self.hf(input_ids=input_ids, labels=input_ids).loss)
-
-    def eval_loss(self, input_ids, generator=None):
-        return self._hashed(self.settings["hash_seed"], lambda: self.hf(input_ids=input_ids, labels=input_ids).loss)
-
-    @torch.no_grad()
-    def causal_leak(self, input_ids, n_rows: int = 2, n_perturbations: int = 4):
-        """Max |logit change| at positions < 3T/4 when the last quarter of the tokens of the
-        first n_rows sequences is replaced by random tokens (n_perturbations fixed-seed
-        draws; evaluation hashing). 0.0 for exactly causal attention."""
-        was_training = self.training
-        self.eval()
-        x = input_ids[:n_rows]
-        T = x.size(1)
-        cut = T - T // 4
-        base = self.logits(x)[:, :cut]  # (n_rows, cut, V)
-        leak = 0.0
-        for p in range(n_perturbations):
-            g = torch.Generator(device=x.device).manual_seed(p)
-            perturbed = x.clone()
-            perturbed[:, cut:] = torch.randint(0, self.ctx.vocab_size, (x.size(0), T - cut), generator=g,
-                                               device=x.device)
-            leak = max(leak, (self.logits(perturbed)[:, :cut] - base).abs().max().item())
-        self.train(was_training)
-        return float(leak)
-
-    def embedding_parameters(self):
-        e = self.hf.reformer.embeddings
-        # the untied 2d x V head weight counts with the embeddings (models/accounting.py)
-        return [e.word_embeddings.weight, *e.position_embeddings.weights, self.hf.lm_head.decoder.weight]
-
-
-def _fence_global_rng(layer) -> None:
-    """Stop a HF ReformerLayer from reseeding torch's global RNG (it does so for dropout,
-    which is 0 here): constant seeds in the forward, the global RNG state saved and
-    restored around the reversible backward pass."""
-    def no_reseed_attention():
-        layer.attention_seed = 0
-
-    def no_reseed_feed_forward():
-        layer.feed_forward_seed = 0
-
-    backward_pass = layer.backward_pass
-
-    def fenced_backward_pass(*args, **kwargs):
-        device = next(layer.parameters()).device
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            return backward_pass(*args, **kwargs)
-
-    layer._init_attention_seed = no_reseed_attention
-    layer._init_feed_forward_seed = no_reseed_feed_forward
-    layer.backward_pass = fenced_backward_pass
+        finally:
+            for attention in self.lsh:
+                attention.rotations = None
 
 
 register(Variant(
@@ -235,9 +170,11 @@ register(Variant(
     build=Reformer,
     presets=PRESETS,
     source_file=__file__,
-    description="Reformer (transformers.ReformerModelWithLMHead): local + causal LSH attention, reversible layers",
+    description="Reformer (transformers.ReformerModelWithLMHead) with our own leak-free causal LSH attention "
+                "(shared QK, angular LSH, same-bucket keys at or before the query, rounds by log-sum-exp)",
     account=accounting.reformer,
     size_fields=tuple(DEFAULTS),
     defaults=DEFAULTS,
     check=check,
+    uses=("reformer_hf.py",),
 ))

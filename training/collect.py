@@ -15,22 +15,48 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training import evalset
 from training.errors import InputError
+from training.tokenizer import SPECIAL_TOKENS
 
 RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "budget", "schedule", "status", "diverged_step", "steps_done",
               "params_total", "params_nonembedding", "causal_leak", "device", "threads", "elapsed_s",
               "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256")
 
 
-def baselines(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int) -> dict:
-    """Reference losses every objective should beat: chance (ln V) and the unigram baseline,
-    the cross-entropy of the held-out tokens under the training split's token frequencies
-    (add-one smoothed). A causal or masked LM near the unigram loss has learned token
-    frequencies, not language."""
-    counts = np.bincount(np.asarray(train_tokens), minlength=vocab_size).astype(float) + 1.0
+def baselines(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int, *, seq_len: int | None = None,
+              eval_tokens: int | None = None, special_ids=None, mask_id: int | None = None) -> dict:
+    """Reference losses every objective should beat, on the fixed evaluation set
+    (training/evalset.py) of the first `eval_tokens` held-out tokens in windows of `seq_len`
+    (None: the whole validation split):
+
+    * chance_loss: ln V, a uniform guess;
+    * unigram_loss: the cross-entropy of the held-out tokens under the training split's
+      token frequencies (add-one smoothed); a causal LM near it has learned token
+      frequencies, not language;
+    * masked_unigram_loss (objective `masked`): the same at the fixed 15% masked positions,
+      over the non-special tokens (never masked): a masked LM's best score without context;
+    * rtd_base_rate_entropy (objective `rtd`): the binary entropy of the fraction of the
+      fixed corrupted set's positions that were replaced, the discriminator's best score
+      without context (replacements follow token frequencies, so a token's identity does
+      not tell); `rtd_replaced_fraction` beside it.
+
+    `special_ids` and `mask_id` default to the project tokenizer's (special tokens first:
+    training/tokenizer.py)."""
+    train_tokens, val_tokens = np.asarray(train_tokens), np.asarray(val_tokens)
+    counts = np.bincount(train_tokens, minlength=vocab_size).astype(float) + 1.0
     p = counts / counts.sum()
+    specials = list(range(len(SPECIAL_TOKENS))) if special_ids is None else sorted(special_ids)
+    mask_id = SPECIAL_TOKENS.index("[MASK]") if mask_id is None else mask_id
+    seq_len = seq_len or len(val_tokens) // 2
+    eval_tokens = eval_tokens or len(val_tokens)
+    fixed = evalset.build(val_tokens, train_tokens, vocab_size, specials, mask_id, seq_len, eval_tokens)
     return {"vocab_size": int(vocab_size), "chance_loss": float(np.log(vocab_size)),
-            "unigram_loss": float(-np.log(p[np.asarray(val_tokens)]).mean())}
+            "unigram_loss": float(-np.log(p[fixed.input_ids]).mean()),
+            "masked_unigram_loss": fixed.masked_unigram_loss(train_tokens, vocab_size, specials),
+            "rtd_base_rate_entropy": fixed.base_rate_entropy(),
+            "rtd_replaced_fraction": fixed.replaced_fraction(),
+            "eval_tokens_scored": int(fixed.input_ids.size)}
 
 
 def read_run(run_dir) -> tuple[pd.DataFrame, dict]:

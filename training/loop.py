@@ -45,9 +45,9 @@ from tqdm import tqdm
 
 import models
 from models.registry import ModelContext, resolve_size
-from training import checkpoint
+from training import checkpoint, evalset
 from training.atomic import write_json, write_text
-from training.data import check_corpus_size, eval_batches, train_batch
+from training.data import check_corpus_size, train_batch
 from training.device import autocast, device_name, pick_device, to_device
 from training.errors import InputError
 from training.tokenizer import load_tokens, read_meta
@@ -176,18 +176,32 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def evaluate(model, batches, device, seed: int) -> tuple[float, float]:
-    """Mean eval loss over the fixed batches and its standard error across batches."""
+def eval_metrics(model, batches, device) -> dict[str, tuple[float, float]]:
+    """Every loss the model reports on the fixed evaluation set (training/evalset.py), as
+    {name: (mean over batches, standard error across batches)}; "loss" is the objective's
+    eval loss, ELECTRA adds "generator_mlm_loss". No randomness: the masks and replacements
+    are fixed in the set, identical for every run and seed."""
     model.eval()
-    losses = []
-    for i, batch in enumerate(batches):
-        gen = torch.Generator(device=device).manual_seed(1_000_003 * (seed + 1) + i)
+    per_batch: dict[str, list[float]] = {}
+    for fields in batches.fields:
         with autocast(device):
-            losses.append(float(model.eval_loss(to_device(batch, device), gen)))
+            out = model.fixed_eval_losses({k: to_device(v, device) for k, v in fields.items()})
+        for name, value in out.items():
+            per_batch.setdefault(name, []).append(float(value))
     model.train()
-    losses = np.asarray(losses)
-    se = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else float("nan")
-    return float(losses.mean()), se
+    result = {}
+    for name, values in per_batch.items():
+        values = np.asarray(values)
+        se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+        result[name] = (float(values.mean()), se)
+    return result
+
+
+def evaluate(model, batches, device, seed: int | None = None) -> tuple[float, float]:
+    """Mean eval loss over the fixed evaluation batches and its standard error across
+    batches. `seed` is not used (the evaluation set is fixed for every run and seed); it
+    stays for existing callers."""
+    return eval_metrics(model, batches, device)["loss"]
 
 
 @dataclass
@@ -264,7 +278,7 @@ def setup(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, 
         variant=variant, size_name=size_name, size=size, spec=spec, account=account, cfg=cfg, device=device,
         model=model, optimizer=make_optimizer(model, cfg), generator=torch.Generator(device=device).manual_seed(cfg.seed),
         loss_fn=torch.compile(model.training_loss) if cfg.compile else model.training_loss,
-        train_tokens=train_tokens, evals=eval_batches(val_tokens, cfg.seq_len, cfg.eval_batch_size, cfg.eval_tokens),
+        train_tokens=train_tokens, evals=evalset.batches_for(val_tokens, train_tokens, ctx, cfg.eval_tokens, cfg.eval_batch_size),
         meta=meta, key=trajectory_key(variant, size, cfg, meta, spec), threads=threads, t0=time.perf_counter(),
     )
 

@@ -12,6 +12,7 @@ SMALL = {
     "bert_causal": dict(d_model=32, n_layer=2, n_head=2),
     "bert_mlm": dict(d_model=32, n_layer=2, n_head=2),
     "reformer": dict(d_model=32, n_layer=2, n_head=2, lsh_chunk_length=16, local_chunk_length=16),  # 4 chunks
+    "reformer_hf": dict(d_model=32, n_layer=2, n_head=2, lsh_chunk_length=16, local_chunk_length=16),
     "electra": dict(d_model=32, n_layer=2, n_head=2),
 }
 ALL = tuple(SMALL)

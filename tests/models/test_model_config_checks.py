@@ -48,11 +48,39 @@ def test_transformer_xl_config_errors(fields, ctx, message):
     assert "\n" not in str(err.value)
 
 
-def test_electra_config_errors():
-    with pytest.raises(ConfigError, match=r"gen_divisor=3 must be a positive integer dividing d_model=64"):
-        resolve_size("electra", "s", STUDY_CTX, gen_divisor=3)
+@pytest.mark.parametrize("fields,message", [
+    (dict(gen_divisor=3), r"gen_divisor=3 must be a positive integer dividing d_model=64"),
+    (dict(position="learned"), r"electra: position='learned'; allowed: absolute, rotary"),
+    (dict(mask_prob=0.15, replace_prob=0.3), r"replace_prob=0.3 must be a number in \(0, mask_prob=0.15\]"),
+])
+def test_electra_config_errors(fields, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        resolve_size("electra", "s", STUDY_CTX, **fields)
+    assert "\n" not in str(err.value)
 
 
 def test_unknown_size_field_is_rejected():
     with pytest.raises(ConfigError, match="unknown field"):
         resolve_size("reformer", "s", STUDY_CTX, seg_len=32)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(norm="sandwich"), r"bert_mlm: norm='sandwich'; allowed: post, pre"),
+    (dict(mask_prob=1.5), r"bert_mlm: mask_prob=1.5 must be a number in \(0, 1\)"),
+    (dict(position="alibi"), r"bert_mlm: position='alibi'; allowed: rotary, absolute"),
+    (dict(position="rotary", norm="pre"), r"need position=absolute"),
+])
+def test_bert_mlm_config_errors(fields, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        resolve_size("bert_mlm", "s", STUDY_CTX, **fields)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fields", [dict(position="rotary"), dict(position="absolute", norm="post"),
+                                    dict(position="absolute", norm="pre"), dict(mask_prob=0.15)])
+def test_bert_mlm_options_are_accounted(fields):
+    v = get_variant("bert_mlm")
+    size = resolve_size(v, "s", STUDY_CTX, **fields)
+    model = v.build(size, STUDY_CTX)
+    acc = v.account(size, STUDY_CTX)
+    assert (acc.params_total, acc.params_nonembedding) == (model.get_num_params(False), model.get_num_params(True))

@@ -15,6 +15,7 @@ def test_all_variants_registered():
     objectives = {n: get_variant(n).objective for n in ALL}
     assert objectives == {
         "gpt2": "causal", "transformer_xl": "causal", "bert_causal": "causal", "reformer": "causal",
+        "reformer_hf": "causal",
         "bert_mlm": "masked", "electra": "rtd",
     }
 
@@ -59,7 +60,7 @@ def test_unique_parameters_deduplicated(name, ctx):
 # Hand counts for the `xs` preset at the study context (vocab 2048, context 128); every
 # term written out so the accounting code is checked against arithmetic, not itself.
 V, T = 2048, 128
-HAND = {
+HAND: dict = {
     # wte, wpe | 2 x (ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj) | ln_f
     "gpt2": (V * 32 + T * 32,
              2 * (2 * 32 + (32 * 96 + 96) + (32 * 32 + 32) + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32)) + 2 * 32),
@@ -72,7 +73,8 @@ HAND = {
     "bert_causal": (V * 32 + T * 32 + 1 * 32,
                     2 * 32 + 2 * (4 * (32 * 32 + 32) + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32) + 2 * 32)
                     + (32 * 32 + 32) + 2 * 32 + V),
-    "bert_mlm": (V * 32 + T * 32 + 1 * 32,
+    # rotary positions (RoFormer): no position table; the fixed T x head_dim (16) sinusoids count as embeddings
+    "bert_mlm": (V * 32 + 1 * 32 + T * 16,
                  2 * 32 + 2 * (4 * (32 * 32 + 32) + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32) + 2 * 32)
                  + (32 * 32 + 32) + 2 * 32 + V),
     # d=32, d_ff=96: word, axial (8 x 8) + (16 x 24), untied head weight 2d x V | local layer
@@ -92,6 +94,8 @@ HAND = {
                 + 2 * (4 * (8 * 8 + 8) + 2 * 8 + (8 * 32 + 32) + (32 * 8 + 8) + 2 * 8)
                 + (8 * 32 + 32) + 2 * 32 + V),
 }
+
+HAND["reformer_hf"] = HAND["reformer"]  # the same model; only the LSH attention's computation differs
 
 
 @pytest.mark.parametrize("name", ALL)
