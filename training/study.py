@@ -51,11 +51,27 @@ def _one_line(error) -> str:
     return f"{where}: {error.message}"
 
 
-def _coerce_numbers(value, schema: dict):
+def _resolve(schema: dict, root: dict) -> dict:
+    """A subschema with a local $ref ("#/properties/...") replaced by what it points at."""
+    ref = schema.get("$ref")
+    if not ref or not ref.startswith("#/"):
+        return schema
+    node = root
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return _resolve(node, root)
+
+
+def _coerce_numbers(value, schema: dict, root: dict | None = None):
     """Numbers written as text become numbers where the schema wants one: YAML 1.1 reads `1e12` (no dot)
     as a string, and `--config key=1` passes strings."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
     types = schema.get("type")
-    types = [types] if isinstance(types, str) else (types or [])
+    types = [types] if isinstance(types, str) else list(types or [])
+    for alt in schema.get("anyOf", []):
+        alt = _resolve(alt, root)
+        types += [alt["type"]] if isinstance(alt.get("type"), str) else list(alt.get("type") or [])
     if isinstance(value, str) and ("number" in types or "integer" in types):
         try:
             number = float(value)
@@ -63,11 +79,13 @@ def _coerce_numbers(value, schema: dict):
             return value
         return int(number) if "integer" in types and number.is_integer() else number
     if isinstance(value, dict):
-        props = schema.get("properties", {})
+        objects = [schema] + [_resolve(a, root) for a in schema.get("anyOf", []) if _resolve(a, root).get("type") == "object"]
+        props = {k: v for o in objects for k, v in o.get("properties", {}).items()}
         extra = schema.get("additionalProperties")
-        return {k: _coerce_numbers(v, props.get(k, extra if isinstance(extra, dict) else {})) for k, v in value.items()}
+        return {k: _coerce_numbers(v, props.get(k, extra if isinstance(extra, dict) else {}), root)
+                for k, v in value.items()}
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_coerce_numbers(v, schema["items"]) for v in value]
+        return [_coerce_numbers(v, schema["items"], root) for v in value]
     return value
 
 
@@ -113,9 +131,14 @@ def level_and_sizes(entry) -> tuple[float, list | None]:
     return float(entry), None
 
 
-def _size_budgets(config: dict, size: dict, tokens_per_step: int) -> list[dict]:
+def variant_budgets(config: dict, variant: str) -> dict:
+    """The budgets block of a variant: the study's, with the keys its own `budgets` entry gives replaced
+    (objectives differ in loss scale and cost per FLOP, so a masked or rtd variant may need other levels)."""
+    return {**config["budgets"], **(config["variants"][variant].get("budgets") or {})}
+
+
+def _size_budgets(config: dict, size: dict, tokens_per_step: int, b: dict) -> list[dict]:
     """The budgets one size trains at: label, level and tokens (whole optimiser steps)."""
-    b = config["budgets"]
     if b["kind"] == "tokens":
         levels = [(config["training"]["tokens"], None)]
     else:
@@ -141,7 +164,12 @@ def _size_budgets(config: dict, size: dict, tokens_per_step: int) -> list[dict]:
 
 def _check_budgets(config: dict, variants: dict) -> None:
     """Each level needs budgets.min_sizes sizes of every variant (isoflop, tokens_per_param)."""
-    b = config["budgets"]
+    for name, v in variants.items():
+        where = f"variants.{name}.budgets" if config["variants"][name].get("budgets") else "budgets"
+        _check_variant_budgets(variant_budgets(config, name), name, v, where)
+
+
+def _check_variant_budgets(b: dict, name: str, v: dict, where: str = "budgets") -> None:
     if b["kind"] == "tokens":
         return
     unit = "FLOPs" if b["kind"] == "isoflop" else "tokens per parameter"
@@ -153,19 +181,18 @@ def _check_budgets(config: dict, variants: dict) -> None:
     lo, hi = b["tokens_per_param"]
     if not lo < hi:
         raise StudyError(f"config error: budgets.tokens_per_param={b['tokens_per_param']} must be [low, high] with low < high")
-    for name, v in variants.items():
-        for k, level in enumerate(levels):
-            rows = [(s["size"], s["budgets"][k]) for s in v["sizes"]]
-            joined = [size for size, bud in rows if bud["joins"]]
-            if len(joined) < b["min_sizes"]:
-                detail = ", ".join(f"{size}: {bud['tokens_per_param']:.3g} tokens/param, {bud['steps']} steps"
-                                   for size, bud in rows)
-                raise StudyError(
-                    f"config error: budgets.levels[{k}]={level:g} {unit}: variant {name} has {len(joined)} size(s) "
-                    f"that can train at it ({detail}; allowed: {lo:g}-{hi:g} tokens/param, >= {b['min_steps']} steps"
-                    f"{'' if level_and_sizes(b['levels'][k])[1] is None else ', and the sizes listed at it'}); "
-                    f"need >= {b['min_sizes']} (budgets.min_sizes): change the level, widen budgets.tokens_per_param "
-                    "or add sizes")
+    for k, level in enumerate(levels):
+        rows = [(s["size"], s["budgets"][k]) for s in v["sizes"]]
+        joined = [size for size, bud in rows if bud["joins"]]
+        if len(joined) < b["min_sizes"]:
+            detail = ", ".join(f"{size}: {bud['tokens_per_param']:.3g} tokens/param, {bud['steps']} steps"
+                               for size, bud in rows)
+            raise StudyError(
+                f"config error: {where}.levels[{k}]={level:g} {unit}: variant {name} has {len(joined)} size(s) "
+                f"that can train at it ({detail}; allowed: {lo:g}-{hi:g} tokens/param, >= {b['min_steps']} steps"
+                f"{'' if level_and_sizes(b['levels'][k])[1] is None else ', and the sizes listed at it'}); "
+                f"need >= {b['min_sizes']} (budgets.min_sizes): change the level, widen budgets.tokens_per_param "
+                "or add sizes")
 
 
 def _runs_of_size(config: dict, name: str, spec, size: dict, overrides: dict) -> tuple[list, list]:
@@ -237,7 +264,7 @@ def resolve(config: dict) -> dict:
             account = spec.account(size, ctx)
             row = {"size": size_name, "size_config": size.as_dict(), "params_nonembedding": account.params_nonembedding,
                    "train_flops_per_token": account.train_flops_per_token}
-            row["budgets"] = _size_budgets(config, row, tokens_per_step)
+            row["budgets"] = _size_budgets(config, row, tokens_per_step, variant_budgets(config, name))
             sizes.append(row)
         variants[name] = {"objective": spec.objective, "sizes": sizes,
                           "source_file": str(Path(spec.source_file).relative_to(ROOT))}
