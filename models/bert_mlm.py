@@ -37,20 +37,14 @@ import torch.nn.functional as F
 from transformers import (BertForMaskedLM, RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM, RoFormerConfig,
                           RoFormerForMaskedLM)
 
-from models import accounting
+from models import accounting, presets
 from models.base import ArchModel
 from models.bert_causal import bert_config, bert_embedding_tables
 from models.masking import IGNORE_INDEX, mask_tokens
 from models.registry import ConfigError, ModelContext, Size, Variant, register
 
-PRESETS = {
-    # gpt2's shapes (xs with d_ff = 3d); non-embedding params (vocab 2048, context 128) in comments
-    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=96),  # 24k (d_ff 3d: the 1.5-decade span)
-    "s": dict(d_model=64, n_layer=2, n_head=4),     # 106k
-    "m": dict(d_model=96, n_layer=3, n_head=4),     # 348k
-    "l": dict(d_model=128, n_layer=4, n_head=4),    # 812k
-    "xl": dict(d_model=192, n_layer=6, n_head=6),   # 2.7M
-}
+# the shared size ladder (models/presets.py)
+PRESETS = presets.ladder()
 DEFAULTS = dict(position="rotary", norm="post", mask_prob=0.4, p_mask=0.8, init_std=0.02, pos_init="normal")
 POSITIONS = ("rotary", "absolute")
 NORMS = ("post", "pre")

@@ -37,21 +37,14 @@ from transformers import (ElectraConfig, ElectraForMaskedLM, ElectraForPreTraini
                           RoFormerModel)
 from transformers.models.electra.modeling_electra import ElectraDiscriminatorPredictions
 
-from models import accounting
+from models import accounting, presets
 from models.base import ArchModel
 from models.bert_mlm import roformer_config
 from models.masking import IGNORE_INDEX, mask_tokens
 from models.registry import ConfigError, ModelContext, Size, Variant, register
 
-PRESETS = {
-    # same discriminator shapes as gpt2's presets; non-embedding params of discriminator +
-    # generator (vocab 2048, context 128) in comments
-    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=96),  # 27k (d_ff 3d: the 1.5-decade span)
-    "s": dict(d_model=64, n_layer=2, n_head=4),     # 115k
-    "m": dict(d_model=96, n_layer=3, n_head=4),     # 374k
-    "l": dict(d_model=128, n_layer=4, n_head=4),    # 871k
-    "xl": dict(d_model=192, n_layer=6, n_head=6),   # 2.8M
-}
+# the shared size ladder (models/presets.py)
+PRESETS = presets.ladder()
 DEFAULTS = dict(gen_divisor=4, rtd_weight=50.0, mask_prob=0.15, replace_prob=None, position="absolute", init_std=0.02)
 POSITIONS = ("absolute", "rotary")
 

@@ -4,18 +4,12 @@ from __future__ import annotations
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from models import accounting
+from models import accounting, presets
 from models.base import ArchModel
 from models.registry import ModelContext, Size, Variant, register
 
-PRESETS = {
-    # non-embedding params (2048 vocab, context 128) in comments
-    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=96),  # 21k (d_ff 3d, as every variant's xs: 1.5 decades)
-    "s": dict(d_model=64, n_layer=2, n_head=4),     # 100k
-    "m": dict(d_model=96, n_layer=3, n_head=4),     # 336k
-    "l": dict(d_model=128, n_layer=4, n_head=4),    # 793k
-    "xl": dict(d_model=192, n_layer=6, n_head=6),   # 2.7M
-}
+# the shared size ladder (models/presets.py)
+PRESETS = presets.ladder()
 
 
 class GPT2(ArchModel):

@@ -35,20 +35,12 @@ from operator import mul
 import torch
 from transformers import ReformerConfig, ReformerModelWithLMHead
 
-from models import accounting
+from models import accounting, presets
 from models.base import ArchModel
 from models.registry import ConfigError, ModelContext, Size, Variant, register
 
-PRESETS = {
-    # gpt2's shapes; non-embedding params (vocab 2048, context 128) in comments. The untied
-    # 2d x V LM head weight counts with the embeddings (models/accounting.py). xs has d_ff = 3d,
-    # as every variant's xs does, so each scan spans 1.5 decades of N.
-    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=96),
-    "s": dict(d_model=64, n_layer=2, n_head=4),
-    "m": dict(d_model=96, n_layer=3, n_head=4),
-    "l": dict(d_model=128, n_layer=4, n_head=4),
-    "xl": dict(d_model=192, n_layer=6, n_head=6),
-}
+# the shared size ladder (models/presets.py)
+PRESETS = presets.ladder()
 DEFAULTS = dict(
     attn_layers=("local", "lsh"),  # cycled over n_layer
     lsh_chunk_length=32,

@@ -26,20 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import accounting
+from models import accounting, presets
 from models.base import ArchModel
 from models.registry import ConfigError, ModelContext, Size, Variant, register
 
-PRESETS = {
-    # gpt2's d_model / n_layer / n_head with d_ff = 3.5 d: a relative-attention block has
-    # 5d^2 + 2 d d_ff weights (q, kv, W_r, o + MLP), so 3.5 d gives gpt2's 12 d^2 per block.
-    # Non-embedding params (vocab 2048, context 128) in comments.
-    "xs": dict(d_model=32, n_layer=2, n_head=2, d_ff=80),     # 21k (d_ff 2.5d: gpt2 xs's 10d^2 per block)
-    "s": dict(d_model=64, n_layer=2, n_head=4, d_ff=224),     # 100k
-    "m": dict(d_model=96, n_layer=3, n_head=4, d_ff=336),     # 336k
-    "l": dict(d_model=128, n_layer=4, n_head=4, d_ff=448),    # 793k
-    "xl": dict(d_model=192, n_layer=6, n_head=6, d_ff=672),   # 2.7M
-}
+# the shared ladder with d_ff = gpt2's - d/2: a relative-attention block has 5d^2 + 2 d d_ff weights
+# (q, kv, W_r, o + MLP), so it keeps gpt2's 4d^2 + 2 d d_ff per block (models/presets.py)
+PRESETS = presets.ladder(d_ff_offset=-0.5)
 DEFAULTS = dict(seg_len=32, mem_len=64)
 
 
