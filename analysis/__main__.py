@@ -23,6 +23,7 @@ from .table import OPTIONAL, REQUIRED, CurveTableError, thin_runs, validate_curv
 # time linear in the points and would weigh runs by their logging rate; 100 log-spaced points per run
 # resolve a learning curve far finer than the 40-point frontier grid.
 MAX_POINTS = 100
+READ_CHUNK = 250_000  # rows per read_csv chunk
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,8 +48,9 @@ def read_curves(path: Path) -> pd.DataFrame:
     """The CSV's table columns as a DataFrame (other columns, e.g. of a W&B export, are never loaded), or a
     CurveTableError naming the file and why it cannot be read."""
     wanted = set(REQUIRED) | set(OPTIONAL)
-    try:
-        return pd.read_csv(path, usecols=lambda c: c in wanted)
+    try:  # in chunks: the parser's buffers for a 2M-row file at once cost more than the table itself
+        chunks = list(pd.read_csv(path, usecols=lambda c: c in wanted, chunksize=READ_CHUNK))
+        return pd.concat(chunks, ignore_index=True) if chunks else pd.read_csv(path, usecols=lambda c: c in wanted)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0]
         raise CurveTableError(f"cannot read the curve table {path}: {why}; give a CSV file "

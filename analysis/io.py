@@ -19,6 +19,8 @@ import pandas as pd
 
 FLOAT_FORMAT = "%.10g"
 MARKER = ".analysis-output"  # written into every folder ``replace_folder`` fills: "this folder is ours"
+LEGACY_TABLES = {"runs", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "fits",
+                 "bootstrap", "ln_fits", "pairs", "crossovers", "tiers", "extrapolation", "lr_choice"}
 _MAX_NAME = 200  # bytes; file systems allow 255 per component, leave room for a prefix and suffix
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -120,9 +122,9 @@ def _foreign_files(folder: Path) -> list:
         listed = set((folder / MARKER).read_text().split("\n"))
         return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
                       if p.is_file() and str(p.relative_to(folder)) not in listed | {MARKER})
-    # older outputs have no marker: accept top-level CSVs and figures/*.png only
+    # outputs of versions before the marker: their 13 tables and figures/*.png only
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if not p.is_dir() and not ((p.parent == folder and p.suffix == ".csv")
+                  if not p.is_dir() and not ((p.parent == folder and p.suffix == ".csv" and p.stem in LEGACY_TABLES)
                                              or (p.parent == folder / "figures" and p.suffix == ".png")))
 
 

@@ -29,9 +29,8 @@ def csv(tmp_path):
     return path
 
 
-def run(csv, out, *extra, capsys=None):
-    rc = cli.main([str(csv), "--out", str(out), "--n-boot", "5", *extra])
-    return rc
+def run(csv, out, *extra):
+    return cli.main([str(csv), "--out", str(out), "--n-boot", "5", *extra])
 
 
 def _one_error_line(capsys, *parts):
@@ -231,3 +230,18 @@ def test_all_diverged_says_so(tmp_path, capsys):
     assert lines[0].startswith("not used: 8 of 8 run(s): diverged (v0/")
     assert "refused: no run is usable, so nothing was fitted or compared" in lines
     assert lines[-1].startswith("wrote ")
+
+
+def test_an_output_folder_of_an_older_version_is_replaced_but_other_csvs_are_kept(tmp_path, csv, capsys):
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "fits.csv").write_text("old")
+    (out / "figures" / "curves_gone.png").write_bytes(b"old")
+    assert run(csv, out, "--no-figures") == 0
+    assert (out / "fits.csv").read_text() != "old" and not (out / "figures").exists()
+    (out / MARKER).unlink()  # as an older version would have left it, plus a table of the user's own
+    (out / "my_ladder.csv").write_text("mine")
+    capsys.readouterr()
+    assert run(csv, out, "--no-figures") == 2
+    _one_error_line(capsys, "holds 'my_ladder.csv', which no earlier analysis wrote")
+    assert (out / "my_ladder.csv").read_text() == "mine"
