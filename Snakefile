@@ -42,6 +42,7 @@ localrules:
     frontier,
     fit,
     compare,
+    sensitivity,
     figures,
     report,
 

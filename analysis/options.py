@@ -29,6 +29,9 @@ class AnalysisOptions:
     seed: int = 0  # seed for numpy.random.default_rng in the CLI / workflow
     n_jobs: int = 1  # joblib workers for bootstrap fits
     n_boot_approach3: int | None = None  # resamples for the Approach-3 fit (None: n_boot); its costliest part
+    # resamples of each cell of the sensitivity grid (analysis.sensitivity): the verdicts need bootstrap SEs
+    # (0: point estimates only, verdicts not computed)
+    n_boot_sensitivity: int = 200
 
     @property
     def n_boot_a3(self) -> int:
@@ -63,5 +66,7 @@ class AnalysisOptions:
         if not (self.n_boot_approach3 is None or (isinstance(self.n_boot_approach3, int)
                                                   and self.n_boot_approach3 >= 0)):
             bad("n_boot_approach3", "use None (same as n_boot) or an integer >= 0")
+        if not (isinstance(self.n_boot_sensitivity, int) and self.n_boot_sensitivity >= 0):
+            bad("n_boot_sensitivity", "use an integer >= 0 (0: point estimates only, no verdicts)")
         if not (isinstance(self.n_jobs, int) and self.n_jobs != 0):
             bad("n_jobs", "use a positive integer or -1 for all cores")

@@ -277,6 +277,36 @@ def plot_allocation(isoflop: pd.DataFrame, allocation: pd.DataFrame, palette=Non
     return fig
 
 
+def plot_sensitivity(sens: pd.DataFrame, ax=None):
+    """Each variant's alpha under every analysis choice of the sensitivity grid (analysis.sensitivity): one dot
+    per choice (hollow: the E-term form, a different exponent), the baseline black with its interval."""
+    a = sens[(sens["headline"] == "alpha") & sens["value"].notna()] if len(sens) else sens
+    if not len(a):
+        return _empty(_axes(ax)[1], "alpha across analysis choices", "no alpha could be computed under any choice")
+    variants = sorted(a["subject"].unique())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 1.2 + 0.55 * len(variants) + 0.25 * a["dimension"].nunique()))
+    dims = [d for d in dict.fromkeys(a["dimension"]) if d != "baseline"]
+    colours = dict(zip(dims, sns.color_palette("colorblind", len(dims))))
+    offset = dict(zip(dims, np.linspace(-0.3, 0.3, len(dims)) if len(dims) > 1 else [0.0]))
+    for y, v in enumerate(variants):
+        g = a[a["subject"] == v]
+        for r in g[~g["baseline"].astype(bool)].itertuples():
+            c = colours[r.dimension]
+            ax.plot(r.value, y + offset[r.dimension], "o", ms=5, color=c, mfc="none" if r.form == "eterm" else c)
+        for r in g[g["baseline"].astype(bool)].itertuples():
+            ax.errorbar(r.value, y, xerr=_bar(r.value, r.lo, r.hi), fmt="D", color="black", ms=6, capsize=3, zorder=3)
+    for d in dims:
+        ax.plot([], [], "o", color=colours[d], label=d)
+    ax.errorbar([], [], xerr=[], fmt="D", color="black", label="baseline (interval)")
+    ax.set_yticks(range(len(variants)), variants)
+    ax.set_ylim(len(variants) - 0.5, -0.5)
+    ax.set(xlabel="compute exponent alpha (pure L(C); hollow: E-term form)", title="alpha across analysis choices")
+    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 0.95) -> dict:
     """{file stem: Figure} for every figure of ``figure_list.figure_stems`` (what the CLI and the
     workflow save); a figure the data cannot support says why instead of going missing."""
@@ -302,6 +332,12 @@ def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 
             figs[f"delta_alpha_{form}"] = _empty(plt.subplots(figsize=(6, 4.5))[1], f"delta alpha ({form})",
                                                  "fewer than two variants with this fit: no pair to compare")
     figs["extrapolation"] = plot_extrapolation(tables["extrapolation"], palette=palette)
+    if "sensitivity" in tables:
+        figs["sensitivity"] = plot_sensitivity(tables["sensitivity"])
+    else:
+        figs["sensitivity"] = _empty(plt.subplots(figsize=(6, 4.5))[1], "alpha across analysis choices",
+                                     "sensitivity not computed\n(analyse(..., sensitivity=True); the CLI without "
+                                     "--no-sensitivity)")
     missing = set(figure_stems(variants, objectives)) - set(figs)
     assert not missing, f"figures not made: {sorted(missing)}"  # the list and the library must agree
     return figs

@@ -20,16 +20,19 @@ from fpdf.fonts import FontFace
 
 from .compare import NOT_DISTINGUISHABLE, PAIR_METHOD, TIER_METHOD
 from .options import AnalysisOptions
+from .sensitivity import SENS_METHOD, fragile_pairs
 
 UNIGRAM_MARGIN = 0.25  # nats: a best loss closer than this to the unigram baseline is flagged
 SECTIONS = ("Summary", "Variants", "Comparison", "Compute accounting", "Extrapolation check",
             "Methods", "Caveats", "Appendix")
+DEFAULT_TITLE = "archscale: scaling analysis of a learning-curve table"
+PIPELINE_SECTIONS = ("training", "budgets", "corpus", "tokenizer")  # config sections of a study this pipeline trained
 PUBLISHED_SCALE = "Kaplan et al. (2020) fitted L(C) over 10^-8..10^1 PF-days with models of 10^3..10^9 parameters"
 
 
 @dataclass
 class ReportInputs:
-    config: dict                      # resolved study config
+    config: dict | None               # resolved study config; None or a minimal one (analysis, report) for a table from elsewhere
     curves: pd.DataFrame              # learning-curve table
     runs: pd.DataFrame                # one row per run (run.json fields)
     tables: dict                      # analysis tables by name (fits, pairs, ... for the configured compute)
@@ -54,6 +57,29 @@ def fmt(x, digits=3) -> str:
 def ci(row, name, digits=3) -> str:
     lo, hi = row.get(f"{name}_lo"), row.get(f"{name}_hi")
     return f"{fmt(row.get(name), digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def _cfg(inp) -> dict:
+    return inp.config or {}
+
+
+def from_pipeline(inp) -> bool:
+    """Was the table trained by this pipeline (the config describes training)? Else it came from elsewhere."""
+    return all(k in _cfg(inp) for k in PIPELINE_SECTIONS)
+
+
+def report_title(inp) -> str:
+    return _cfg(inp).get("report", {}).get("title", DEFAULT_TITLE)
+
+
+def options_of(inp) -> AnalysisOptions:
+    """The analysis options the tables were made with (the config's analysis section; defaults otherwise)."""
+    a = _cfg(inp).get("analysis", {})
+    return AnalysisOptions(**{k: v for k, v in a.items() if k in AnalysisOptions.__dataclass_fields__})
+
+
+def _present(df: pd.DataFrame, cols) -> list:
+    return [c for c in cols if c in df.columns]
 
 
 class _PDF(FPDF):
@@ -169,6 +195,16 @@ def verdict_table(pairs: pd.DataFrame, form: str) -> pd.DataFrame:
                      "delta alpha [Holm-level CI]": f"{fmt(r['delta_alpha'])} [{fmt(lo)}, {fmt(hi)}]",
                      "Holm p": fmt(r.get("p_holm"), 2), "verdict": verdict})
     return pd.DataFrame(rows, columns=["pair", "delta alpha [Holm-level CI]", "Holm p", "verdict"])
+
+
+def with_fragile(table: pd.DataFrame, pairs: pd.DataFrame, summary, form: str) -> pd.DataFrame:
+    """The verdict table with a `fragile` column (yes / no) when the sensitivity summary is there: a verdict that
+    changes under some analysis choice, or differs with fewer resamples (analysis.sensitivity.fragile_pairs)."""
+    if summary is None or not len(summary) or not len(table):
+        return table
+    frag = fragile_pairs(pairs, summary, form).set_index("subject")["fragile"]
+    subject = table["pair"].str.replace(" - ", " vs ", regex=False)
+    return table.assign(fragile=subject.map(lambda s: "-" if s not in frag.index else ("yes" if frag[s] else "no")))
 
 
 def budget_sentences(iso: pd.DataFrame) -> list[str]:
@@ -293,6 +329,10 @@ def _training_method(cfg) -> str:
             f"evaluation on {fmt(t['eval_tokens'])} held-out tokens at {t['eval_points']} log-spaced steps plus the last.")
 
 
+BYO_ORIGIN = ("Training: the learning-curve table came from elsewhere (not trained by this pipeline); this report "
+              "knows only what its columns say - no corpus, tokenizer, schedule or hardware is assumed.")
+
+
 def transient_summary(inp) -> list[str]:
     from .transient import TransientDrop, summary_lines
 
@@ -303,16 +343,17 @@ def transient_summary(inp) -> list[str]:
 
 
 def methods(inp: ReportInputs) -> list[str]:
-    cfg, a = inp.config, inp.config["analysis"]
-    opts = AnalysisOptions(**{k: v for k, v in a.items() if k in AnalysisOptions.__dataclass_fields__})
+    cfg, opts = _cfg(inp), options_of(inp)
     kind = frontier_kind(inp)
     alloc = inp.tables.get("allocation", pd.DataFrame())
     noise = (f"{fmt(alloc['noise'].iloc[0])} nats from {alloc['noise_source'].iloc[0]}" if len(alloc) else "-")
-    return [
+    origin = [
         f"Corpus: source '{cfg['corpus']['source']}', {cfg['corpus']['units_per_doc']} units per document, "
         f"{cfg['corpus']['val_fraction']:.0%} of documents held out (split seed {cfg['corpus']['split_seed']}); "
         f"byte-level BPE with {cfg['tokenizer']['vocab_size']} tokens trained on the training split.",
-        _training_method(cfg),
+        _training_method(cfg)] if from_pipeline(inp) else [BYO_ORIGIN]
+    sens = [SENS_METHOD.format(n_boot=opts.n_boot_sensitivity)] if "sensitivity_summary" in inp.tables else []
+    return origin + [
         f"Primary frontier: {'final points (Approach 1)' if kind == 'final' else 'learning-curve envelope'} over "
         f"'{opts.compute}'. Approach 1 uses one point per run, its final evaluation (the end of its cooldown or "
         "decay): per budget the best size, then the lower envelope over compute. The summary, comparisons, "
@@ -339,44 +380,62 @@ def methods(inp: ReportInputs) -> list[str]:
         TIER_METHOD.format(default=opts.noise_floor_default),
         "Extrapolation check: each variant's primary frontier is refitted without its largest budget (final points) "
         "or its largest size (envelope) and predicts the loss held out, with a bootstrap prediction interval.",
-    ]
+    ] + sens
 
 
 # -- the document -----------------------------------------------------------------------------------
 
-def _summary(pdf: _PDF, inp: ReportInputs, form: str) -> None:
-    """Page 1: what a reader came for - the frontier of each objective and the ranking with CIs."""
-    cfg, env = inp.config, inp.environment
-    variants = sorted(inp.curves["variant"].unique())
-    pdf.add_page()
-    pdf.h1(cfg["report"]["title"])
-    sizes = ", ".join(f"{v} ({', '.join(cfg['variants'][v]['sizes'])})" for v in variants if v in cfg["variants"])
-    total_flops = inp.curves.groupby("run")["flops"].max().sum()
+def _study_sentence(inp, sizes: str, total_flops: float) -> str:
+    """The pipeline study's design: corpus, tokenizer, sizes, budgets, schedule."""
+    cfg = inp.config
     b = cfg["budgets"]
     design = (f"every size trained {fmt(cfg['training']['tokens'])} tokens" if b["kind"] == "tokens" else
               f"{len(b['levels'])} {'IsoFLOP' if b['kind'] == 'isoflop' else 'tokens-per-parameter'} budgets "
               f"({', '.join(fmt(x) for x in b['levels'])})")
-    pdf.para(
-        f"{cfg['study_name']}. Corpus '{cfg['corpus']['source']}' (sha256 {str(inp.runs['corpus_sha256'].iloc[0])[:12]}...), "
-        f"{cfg['tokenizer']['vocab_size']}-token byte-level BPE. Variants and sizes: {sizes}; {design}, schedule "
-        f"{cfg['training']['schedule']}; {len(inp.runs)} runs, {fmt(total_flops)} accounted training FLOPs in all. "
-        f"Hardware: {env.get('device', '?')}. Built {env.get('date', '?')} with archscale {env.get('version', '?')} "
-        f"(commit {env.get('commit', '?')})."
-        + (f" Reference losses on the evaluation set: chance ln V = {fmt(inp.baselines['chance_loss'])} nats, unigram "
-           f"(token frequencies) {fmt(inp.baselines['unigram_loss'])} nats." if inp.baselines else "")
-    , size=8.5)
+    return (f"{cfg['study_name']}. Corpus '{cfg['corpus']['source']}' (sha256 "
+            f"{str(inp.runs['corpus_sha256'].iloc[0])[:12]}...), {cfg['tokenizer']['vocab_size']}-token byte-level "
+            f"BPE. Variants and sizes: {sizes}; {design}, schedule {cfg['training']['schedule']}; {len(inp.runs)} runs, "
+            f"{fmt(total_flops)} accounted training FLOPs in all.")
+
+
+def provenance(inp) -> str:
+    """The summary page's first paragraph: what was trained (or that the table came from elsewhere), where, when."""
+    env = inp.environment
+    variants = sorted(inp.curves["variant"].unique())
+    total_flops = inp.curves.groupby("run")["flops"].max().sum() if "run" in inp.curves else inp.curves["flops"].max()
+    if from_pipeline(inp):
+        cfg = inp.config
+        sizes = ", ".join(f"{v} ({', '.join(cfg['variants'][v]['sizes'])})" for v in variants if v in cfg["variants"])
+        head = _study_sentence(inp, sizes, total_flops) + f" Hardware: {env.get('device', '?')}."
+    else:
+        sizes = ", ".join(f"{v} ({', '.join(map(str, g.sort_values('params_total')['size'].unique()))})"
+                          for v, g in inp.curves.groupby("variant", sort=True))
+        head = (f"{_cfg(inp).get('study_name', 'A learning-curve table from elsewhere')}: not trained by this pipeline "
+                f"(bring your own runs). Variants and sizes: {sizes}; {len(inp.runs)} runs, {fmt(total_flops)} FLOPs in "
+                "all (the table's own accounting).")
+    return (head + f" Built {env.get('date', '?')} with archscale {env.get('version', '?')} "
+            f"(commit {env.get('commit', '?')})."
+            + (f" Reference losses on the evaluation set: chance ln V = {fmt(inp.baselines['chance_loss'])} nats, unigram "
+               f"(token frequencies) {fmt(inp.baselines['unigram_loss'])} nats." if inp.baselines else ""))
+
+
+def _summary(pdf: _PDF, inp: ReportInputs, form: str) -> None:
+    """Page 1: what a reader came for - the frontier of each objective and the ranking with CIs."""
+    pdf.add_page()
+    pdf.h1(report_title(inp))
+    pdf.para(provenance(inp), size=8.5)
     pdf.h2("1 Summary")
     for stem in sorted(k for k in inp.figures if k.startswith("frontiers_")):
         pdf.figure(inp.figures[stem], width=120)
     kind = "final-point frontier (Approach 1)" if frontier_kind(inp) == "final" else "learning-curve envelope"
     pdf.para(f"Variants ranked by the exponent alpha of the pure power law L(C) = (C_c/C)^alpha on the {kind} "
-             f"(compute '{cfg['analysis']['compute']}', 95% bootstrap intervals):", size=9)
+             f"(compute '{options_of(inp).compute}', 95% bootstrap intervals):", size=9)
     pdf.table(ranking(_fits(inp), form))
     pairs = inp.tables.get("pairs", pd.DataFrame())
     pdf.para("Pairwise exponent verdicts (pure fit; details in section 3):", style="B", size=9)
-    table = verdict_table(pairs, form)
+    table = with_fragile(verdict_table(pairs, form), pairs, inp.tables.get("sensitivity_summary"), form)
     if len(table):
-        pdf.table(table, size=7, widths=(40, 40, 15, 60))
+        pdf.table(table, size=7, widths=(40, 40, 15, 60) if "fragile" not in table else (36, 38, 13, 45, 23))
     else:
         pdf.para("Only one variant with a fit: no pairwise comparison.", size=8.5)
     iso = inp.tables.get("isoflop", pd.DataFrame())
@@ -400,7 +459,7 @@ def _variant_page(pdf: _PDF, inp: ReportInputs, i: int, v: str) -> None:
                                 "N_opt [95% CI]": [ci(r, "N_opt") for r in g.to_dict("records")],
                                 "D_opt [95% CI]": [ci(r, "D_opt") for r in g.to_dict("records")]}), size=7)
     pdf.figure(inp.figures.get(f"curves_{v}"), width=125)
-    r = inp.runs[inp.runs["variant"] == v].sort_values(["params_nonembedding", "tokens"])
+    r = inp.runs[inp.runs["variant"] == v].sort_values(_present(inp.runs, ["params_nonembedding", "tokens"]))
     cols = {"size": "size", "budget": "budget", "seed": "seed", "lr": "lr", "params_nonembedding": "non-emb. params",
             "tokens": "tokens", "flops": "FLOPs", "final_loss": "final loss", "status": "status"}
     cols = {k: c for k, c in cols.items() if k in r.columns}
@@ -445,6 +504,42 @@ def _comparison(pdf: _PDF, inp: ReportInputs) -> None:
     cross = inp.tables.get("crossovers", pd.DataFrame(columns=["form"]))
     pdf.bullets(crossover_sentences(cross, "pure") or ["No pair of variants shares an objective: no crossovers to report."],
                 size=8.5)
+    _sensitivity(pdf, inp)
+
+
+def sensitivity_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity summary as the report prints it: one row per headline and subject."""
+    def base(r):
+        if r["headline"] == "alpha":
+            return ci({"alpha": r["baseline_value"], "alpha_lo": r["baseline_lo"], "alpha_hi": r["baseline_hi"]}, "alpha")
+        if r["headline"] == "crossover" and pd.notna(r["baseline_value"]):
+            return f"{r['baseline_verdict']} at {fmt(r['baseline_value'])}"
+        return str(r["baseline_verdict"])
+
+    def spread(r):
+        if r["headline"] in ("alpha", "verdict") and pd.notna(r["min"]):
+            return f"{fmt(r['min'])} to {fmt(r['max'])}"
+        return "-"
+
+    rows = [{"headline": r["headline"], "subject": r["subject"], "baseline": base(r), "range (same form)": spread(r),
+             "fragile": "yes" if str(r["fragile"]).lower() == "true" else "no",
+             "changes under": r["differs_under"] if isinstance(r["differs_under"], str) and r["differs_under"] else "-"}
+            for r in summary.to_dict("records")]
+    return pd.DataFrame(rows, columns=["headline", "subject", "baseline", "range (same form)", "fragile", "changes under"])
+
+
+def _sensitivity(pdf: _PDF, inp: ReportInputs) -> None:
+    """Section 3's sensitivity subsection: how every headline moves under the other reasonable analysis choices."""
+    summary = inp.tables.get("sensitivity_summary")
+    pdf.h2("Sensitivity to analysis choices")
+    if summary is None:
+        pdf.para("Not computed for this report (the workflow's sensitivity rule, or python -m analysis without "
+                 "--no-sensitivity, makes it).", size=8.5)
+        return
+    pdf.para(SENS_METHOD.format(n_boot=options_of(inp).n_boot_sensitivity) + " Range: min to max over the choices "
+             "of the baseline's fit form (alpha; delta alpha for verdicts).", size=8.5)
+    pdf.figure(inp.figures.get("sensitivity"), width=150)
+    pdf.table(sensitivity_table(summary), size=6.5, widths=(16, 24, 40, 26, 13, 61))
 
 
 def _accounting(pdf: _PDF, inp: ReportInputs, form: str) -> None:
@@ -503,14 +598,15 @@ def _methods_caveats_appendix(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.h2("Environment")
     pdf.table(pd.DataFrame(sorted(inp.environment.items()), columns=["item", "value"]))
     pdf.h2("Runs")
-    pdf.table(inp.runs[["run", "objective", "params_nonembedding", "final_loss", "status", "device", "elapsed_s"]], size=6.5)
+    pdf.table(inp.runs[_present(inp.runs, ["run", "objective", "params_nonembedding", "final_loss", "status", "device",
+                                           "elapsed_s"])], size=6.5)
     if inp.job_runtimes is not None and not inp.job_runtimes.empty:
         pdf.h2("Snakemake job runtimes (benchmark files)")
         pdf.table(inp.job_runtimes, size=6.5)
 
 
 def build_report(inp: ReportInputs) -> bytes:
-    pdf = _PDF(inp.config["report"]["title"])
+    pdf = _PDF(report_title(inp))
     form = "pure"
     _summary(pdf, inp, form)
     for i, v in enumerate(sorted(inp.curves["variant"].unique()), 1):

@@ -306,10 +306,23 @@ def compare_stage(curves, fit_tables: dict, opts: AnalysisOptions, rng: np.rando
     }
 
 
-def analyse(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
-    """Frontier, fit and compare stages in order; each stage gets its own copy of rng."""
+# ---------------------------------------------------------------- sensitivity
+def sensitivity_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
+    """Every headline recomputed under a grid of analysis choices (analysis.sensitivity):
+    `sensitivity` (long table) and `sensitivity_summary` (per headline: spread and `fragile`)."""
+    from .sensitivity import sensitivity, summarise
+
+    long = sensitivity(validate_curves(curves), opts, rng, opts.n_boot_sensitivity)
+    return {"sensitivity": long, "sensitivity_summary": summarise(long)}
+
+
+def analyse(curves, opts: AnalysisOptions, rng: np.random.Generator, sensitivity: bool = False) -> dict:
+    """Frontier, fit and compare stages in order (and, when asked, the costlier sensitivity stage); each stage
+    gets its own copy of rng."""
     curves = validate_curves(curves)
     tables = frontier_stage(curves, opts)
     tables.update(fit_stage(curves, opts, copy.deepcopy(rng)))
     tables.update(compare_stage(curves, tables, opts, copy.deepcopy(rng)))
+    if sensitivity:
+        tables.update(sensitivity_stage(curves, opts, copy.deepcopy(rng)))
     return tables

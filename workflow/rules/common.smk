@@ -40,8 +40,10 @@ STATS_CODE = tuple(
     f"analysis/{m}.py"
     for m in ("__init__", "bootstrap", "compare", "finals", "fits", "frontier", "io", "options", "stages", "table", "transient")
 )
+SENSITIVITY_CODE = STATS_CODE + ("analysis/sensitivity.py",)
 FIGURES_CODE = STATS_CODE + ("analysis/plots.py", "analysis/figure_list.py")
-REPORT_CODE = ("analysis/report.py", "analysis/compare.py", "analysis/options.py", "analysis/io.py")
+REPORT_CODE = ("analysis/report.py", "analysis/compare.py", "analysis/options.py", "analysis/io.py",
+               "analysis/sensitivity.py")
 
 
 def lineage_of(wildcards):
@@ -157,6 +159,7 @@ def analysis_tables(wildcards=None):
         **primary_fit_tables(),
         **{name: path for name, path in FRONTIER_TABLES.items()},
         **{name: path for name, path in COMPARE_TABLES.items()},
+        **{name: path for name, path in SENSITIVITY_TABLES.items()},
         "curves": f"{RESULTS}/analysis/curves.csv",
     }
 
@@ -167,3 +170,4 @@ FRONTIER_TABLES = {
     for name in ("final_points", "transient", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
 }
 COMPARE_TABLES = {name: f"{RESULTS}/analysis/compare/{name}.csv" for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")}
+SENSITIVITY_TABLES = {name: f"{RESULTS}/analysis/sensitivity/{name}.csv" for name in ("sensitivity", "sensitivity_summary")}
