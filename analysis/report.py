@@ -23,6 +23,17 @@ from .options import AnalysisOptions
 from .sensitivity import SENS_METHOD, fragile_pairs
 
 UNIGRAM_MARGIN = 0.25  # nats: a best loss closer than this to the unigram baseline is flagged
+# each objective's best score without context, in baselines.json (training/collect.py:baselines)
+BASELINE_KEY = {"causal": "unigram_loss", "masked": "masked_unigram_loss", "rtd": "rtd_base_rate_entropy"}
+BASELINE_NAME = {"causal": "unigram", "masked": "unigram at the masked positions", "rtd": "base-rate entropy"}
+
+
+def baseline_of(inp, objective: str):
+    """The objective's no-context baseline on the fixed evaluation set (None when not known)."""
+    value = inp.baselines.get(BASELINE_KEY.get(objective, ""))
+    if value is None and objective == "masked":  # tables from before the fixed masked set: all positions
+        value = inp.baselines.get("unigram_loss")
+    return float(value) if value is not None else None
 SECTIONS = ("Summary", "Variants", "Comparison", "Compute accounting", "Extrapolation check",
             "Methods", "Caveats", "Appendix")
 DEFAULT_TITLE = "archscale: scaling analysis of a learning-curve table"
@@ -274,16 +285,19 @@ def caveats(inp: ReportInputs) -> list[str]:
             out.append(f"{r['variant']} ({where}): {r['status']} - {r['note']}")
         elif r["status"] == "ok" and r["n_runs"] < 5 and r["form"] == "pure" and str(r.get("primary")).lower() == "true":
             out.append(f"{r['variant']}: fits rest on {int(r['n_runs'])} runs; intervals from so few clusters are rough.")
-    unigram = inp.baselines.get("unigram_loss")
-    if unigram:
-        ok = inp.runs[(inp.runs["status"] == "ok") & inp.runs["objective"].isin(["causal", "masked"])]
-        for v, g in ok.groupby("variant"):
-            best = g["final_loss"].min()
-            if best > unigram - UNIGRAM_MARGIN:
-                out.append(f"{v}: its best run ends at {fmt(best)} nats, within {UNIGRAM_MARGIN} nats of the unigram "
-                           f"baseline ({fmt(unigram)} nats: held-out tokens scored by training-split token frequencies). "
-                           "At this budget it has learned little beyond token frequencies; its frontier and exponent "
-                           "describe that plateau, not the architecture's scaling.")
+    ok = inp.runs[inp.runs["status"] == "ok"]
+    for (v, obj), g in ok.groupby(["variant", "objective"]):
+        base, best = baseline_of(inp, obj), g["final_loss"].min()
+        if base is None:
+            continue
+        if obj != "rtd" and best > base - UNIGRAM_MARGIN:
+            out.append(f"{v}: its best run ends at {fmt(best)} nats, within {UNIGRAM_MARGIN} nats of the "
+                       f"{BASELINE_NAME[obj]} baseline ({fmt(base)} nats: held-out tokens scored by training-split "
+                       "token frequencies). At this budget it has learned little beyond token frequencies; its "
+                       "frontier and exponent describe that plateau, not the architecture's scaling.")
+        if obj == "rtd" and best > 0.9 * base:
+            out.append(f"{v}: its best discriminator loss {fmt(best)} is {fmt(best / base)} x the base-rate entropy "
+                       f"of the fixed corrupted set ({fmt(base)}): less than a 10% gain from context.")
     tiers = inp.tables.get("tiers", pd.DataFrame(columns=["variant", "tier"]))
     for v, g in tiers.groupby("variant", sort=True):
         if len(g) > 1 and g["tier"].nunique() == 1:
@@ -463,6 +477,11 @@ def _variant_page(pdf: _PDF, inp: ReportInputs, i: int, v: str) -> None:
     cols = {"size": "size", "budget": "budget", "seed": "seed", "lr": "lr", "params_nonembedding": "non-emb. params",
             "tokens": "tokens", "flops": "FLOPs", "final_loss": "final loss", "status": "status"}
     cols = {k: c for k, c in cols.items() if k in r.columns}
+    base = baseline_of(inp, obj)
+    if base is not None:  # each objective's no-context score beside its losses
+        r = r.assign(baseline=base, gain=lambda d: (d["final_loss"] - base) if obj != "rtd" else d["final_loss"] / base)
+        cols["baseline"] = BASELINE_NAME[obj]
+        cols["gain"] = "minus baseline" if obj != "rtd" else "x base rate"
     if "causal_leak" in r and r["causal_leak"].notna().any():
         cols["causal_leak"] = "leak probe"
     pdf.table(r[list(cols)].rename(columns=cols), size=6.5)

@@ -196,8 +196,8 @@ def _ln_rows(ident, runs: pd.DataFrame, opts, rng) -> list:
 def _envelope_fits(g: pd.DataFrame, opts: AnalysisOptions, rng) -> tuple[dict, dict, int]:
     """Pure and E-term L(C) on the learning-curve envelope (Kaplan), cluster bootstrap over runs."""
     rc = RunCurves.from_table(g, opts.compute)
-    if len(rc) < MIN_RUNS:
-        note = (f"fit refused: {len(rc)} usable run(s); need >= {MIN_RUNS} "
+    if len(rc) < MIN_RUNS or len(set(rc.sizes)) < MIN_RUNS:
+        note = (f"fit refused: {len(rc)} usable run(s) of {len(set(rc.sizes))} size(s); need >= {MIN_RUNS} sizes "
                 "(add sizes or check diverged / lr-excluded runs)")
         return {f: None for f in FORMS}, {f: note for f in FORMS}, len(rc)
     fits, notes = {}, {}
@@ -212,8 +212,8 @@ def _envelope_fits(g: pd.DataFrame, opts: AnalysisOptions, rng) -> tuple[dict, d
 
 def _final_fits(fin: pd.DataFrame, opts: AnalysisOptions, rng) -> tuple[dict, dict]:
     """Pure and E-term L(C) on the final-point frontier (Approach 1)."""
-    if len(fin) < MIN_RUNS:
-        note = f"fit refused: {len(fin)} final point(s); need >= {MIN_RUNS}"
+    if len(fin) < MIN_RUNS or fin["size"].nunique() < MIN_RUNS:
+        note = f"fit refused: {len(fin)} final point(s) of {fin['size'].nunique()} size(s); need >= {MIN_RUNS} sizes"
         return {f: None for f in FORMS}, {f: note for f in FORMS}
     return finals.frontier_fits(fin, opts.compute, opts.n_boot, rng, opts.huber_delta)
 

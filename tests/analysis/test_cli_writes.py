@@ -13,7 +13,7 @@ import pytest
 from analysis_testlib import ROOT, make_run  # first: puts the repo root on sys.path
 import analysis.__main__ as cli
 from analysis import io
-from analysis.io import MARKER, safe_name, safe_names
+from analysis.io import LEGACY_TABLES, MARKER, safe_name, safe_names
 from analysis.synthetic import synthetic_curves, synthetic_study
 
 
@@ -82,18 +82,6 @@ def test_out_in_a_folder_that_cannot_be_written(tmp_path, csv, capsys, no_analys
     assert run(csv, ro / "a" / "out") == 2
     _one_error_line(capsys, f"cannot write in {ro} (Permission denied)", "give a folder you can write to")
     assert list(ro.iterdir()) == []
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders")
-def test_out_in_a_read_only_folder(tmp_path, csv, capsys, no_analysis):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        assert run(csv, ro / "out") == 2
-    finally:
-        ro.chmod(0o755)
-    _one_error_line(capsys, "Permission denied")
 
 
 def test_foreign_files_in_out_are_never_lost(tmp_path, csv, capsys, no_analysis):
@@ -213,7 +201,7 @@ def _console(tmp_path, df, capsys):
 
 def test_single_run_says_what_was_refused(tmp_path, capsys):
     lines = _console(tmp_path, make_run("solo", "s", 1e6, [1e6, 2e6, 4e6, 8e6], [3.0, 2.8, 2.7, 2.65]), capsys)
-    assert any(line.startswith("refused: solo L(C) fits pure, eterm: 1 usable run(s); need >= 3") for line in lines), lines
+    assert any(line.startswith("refused: solo L(C) fits pure, eterm: 1 usable run(s) of 1 size(s); need >= 3 sizes") for line in lines), lines
     assert any(line.startswith("failed: solo L(C) fits approach3: Approach 3 needs >= 6 points") for line in lines), lines
     assert any(line.startswith("refused: solo L(N) fits with N = total, nonembedding") for line in lines), lines
     assert lines[-1].startswith("wrote ")
@@ -239,7 +227,10 @@ def test_an_output_folder_of_an_older_version_is_replaced_but_other_csvs_are_kep
     (out / "figures" / "curves_gone.png").write_bytes(b"old")
     assert run(csv, out, "--no-figures") == 0
     assert (out / "fits.csv").read_text() != "old" and not (out / "figures").exists()
-    (out / MARKER).unlink()  # as an older version would have left it, plus a table of the user's own
+    for table in out.glob("*.csv"):  # as an older version would have left it: its 13 tables, no marker ...
+        if table.stem not in LEGACY_TABLES:
+            table.unlink()
+    (out / MARKER).unlink()  # ... plus a table of the user's own
     (out / "my_ladder.csv").write_text("mine")
     capsys.readouterr()
     assert run(csv, out, "--no-figures") == 2

@@ -57,7 +57,7 @@ def test_fit_refused_with_fewer_than_3_runs(study):
     assert set(fits.loc["envelope", "status"]) == {"refused"}
     assert fits.loc["envelope", "note"].str.contains("2 usable run").all()
     assert set(fits.loc["final", "status"]) == {"refused", "failed"}  # Approach 3 fails: 2 points
-    assert fits.loc[("final", "pure"), "note"] == "fit refused: 2 final point(s); need >= 3"
+    assert fits.loc[("final", "pure"), "note"] == "fit refused: 2 final point(s) of 2 size(s); need >= 3 sizes"
     assert fits["alpha"].isna().all()
 
 

@@ -13,7 +13,9 @@ rule curves:
         runs=f"{RESULTS}/analysis/runs.csv",
         baselines=f"{RESULTS}/analysis/baselines.json",
     params:
-        code=source_hash("training/collect.py"),
+        seq_len=config["training"]["seq_len"],
+        eval_tokens=config["training"]["eval_tokens"],
+        code=source_hash("training/collect.py", "training/evalset.py"),
     conda:
         ENV
     log:

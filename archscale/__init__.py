@@ -1,0 +1,13 @@
+"""archscale: how transformer architecture variants scale (a Snakemake study pipeline and its library).
+
+The library is three packages beside this one: `models` (variants, sizes, parameter and FLOP
+accounting), `training` (corpus, tokenizer, the training loop, study resolution and planning) and
+`analysis` (frontiers, fits, comparisons, figures and the report, on the learning-curve table alone).
+This package holds the command line (`archscale ...`) and the glue the workflow scripts share.
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("archscale")
+except PackageNotFoundError:  # a checkout used without `pip install -e .`
+    __version__ = "0+unknown"

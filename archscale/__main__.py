@@ -1,0 +1,5 @@
+import sys
+
+from archscale.cli import main
+
+sys.exit(main())
