@@ -89,6 +89,7 @@ def report_inputs(tables: dict, curves, opts: AnalysisOptions, figures: dict, so
 
     from .report import ReportInputs
 
+    curves = validate_curves(curves)
     runs = tables["runs"].copy()
     runs["tokens"] = runs["final_tokens"]
     runs["flops"] = runs["run"].map(curves.groupby("run")["flops"].max())

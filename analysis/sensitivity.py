@@ -35,9 +35,6 @@ import numpy as np
 import pandas as pd
 
 from . import compare
-from .bootstrap import bootstrap_frontier, fit_frontier
-from .fits import FitError
-from .frontier import RunCurves
 from .options import AnalysisOptions
 
 DEFAULT_N_BOOT = 200
@@ -112,34 +109,18 @@ def without_smallest(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- one cell
-def _envelope_fit(g: pd.DataFrame, choice: Choice, rng):
-    """(fit with bootstrap draws or None, note) of one variant's learning-curve envelope in the cell's form."""
-    from .stages import MIN_RUNS
-
-    o = choice.opts
-    rc = RunCurves.from_table(g, o.compute)
-    if len(rc) < MIN_RUNS:
-        return None, f"refused: {len(rc)} usable run(s); need >= {MIN_RUNS}"
-    try:
-        fit = fit_frontier(rc, choice.form, o.grid_points, o.huber_delta)
-    except FitError as e:
-        return None, str(e)
-    return bootstrap_frontier(rc, {choice.form: fit}, o.n_boot, rng, o.grid_points, o.huber_delta, o.n_jobs)[
-        choice.form], ""
-
-
 def _cell_fits(prep, choice: Choice, base: int) -> tuple[dict, dict]:
     """({(variant, form): (objective, fit)}, {variant: note of a failed fit}) for one cell."""
-    from .stages import _by_variant, _final_fits, variant_rng
+    from .stages import _by_variant, _envelope_fits, _final_fits, variant_rng
 
     fitted, notes = {}, {}
     for variant, objective, g in _by_variant(prep):
         rng = variant_rng(base, variant, STREAM_SENS)
         if choice.frontier == "envelope":
-            fit, note = _envelope_fit(g, choice, rng)
+            fits, fnotes, _ = _envelope_fits(g, choice.opts, rng, forms=(choice.form,))
         else:
             fits, fnotes = _final_fits(prep.finals[prep.finals["variant"] == variant], choice.opts, rng)
-            fit, note = fits[choice.form], fnotes.get(choice.form, "")
+        fit, note = fits[choice.form], fnotes.get(choice.form, "")
         if fit is not None and fit.at_bound:
             fit, note = None, f"{', '.join(fit.at_bound)} at a bound of the search"
         if fit is None:
@@ -201,6 +182,8 @@ def sensitivity(curves: pd.DataFrame, opts: AnalysisOptions, rng: np.random.Gene
     rows = []
     for choice in choices(opts, primary_frontier(curves, opts), n_boot):
         data = without_smallest(curves) if choice.drop_smallest else curves
+        if data.empty:  # every variant had one size: nothing to recompute (its headlines count as missing)
+            continue
         prep = prepare(data, choice.opts)
         fitted, notes = _cell_fits(prep, choice, base)
         rows += _rows(choice, fitted, notes, prep, opts.ci_level)

@@ -193,15 +193,15 @@ def _ln_rows(ident, runs: pd.DataFrame, opts, rng) -> list:
     return rows
 
 
-def _envelope_fits(g: pd.DataFrame, opts: AnalysisOptions, rng) -> tuple[dict, dict, int]:
-    """Pure and E-term L(C) on the learning-curve envelope (Kaplan), cluster bootstrap over runs."""
+def _envelope_fits(g: pd.DataFrame, opts: AnalysisOptions, rng, forms=FORMS) -> tuple[dict, dict, int]:
+    """Pure and E-term L(C) (or only `forms`) on the learning-curve envelope (Kaplan), cluster bootstrap over runs."""
     rc = RunCurves.from_table(g, opts.compute)
     if len(rc) < MIN_RUNS or len(set(rc.sizes)) < MIN_RUNS:
         note = (f"fit refused: {len(rc)} usable run(s) of {len(set(rc.sizes))} size(s); need >= {MIN_RUNS} sizes "
                 "(add sizes or check diverged / lr-excluded runs)")
-        return {f: None for f in FORMS}, {f: note for f in FORMS}, len(rc)
+        return {f: None for f in forms}, {f: note for f in forms}, len(rc)
     fits, notes = {}, {}
-    for form in FORMS:
+    for form in forms:
         try:
             fits[form] = fit_frontier(rc, form, opts.grid_points, opts.huber_delta)
         except FitError as e:
