@@ -94,6 +94,12 @@ def test_report_pdf_opens_and_has_the_sections(study):
     from analysis.report import ci
 
     assert ci(pure, "alpha") in text
+    # the sensitivity rule's tables, its figure and its subsection in section 3 (issue 12, item 3)
+    summary = pd.read_csv(study / "results" / "analysis" / "sensitivity" / "sensitivity_summary.csv")
+    assert {"alpha", "verdict", "tiers"} <= set(summary["headline"])
+    assert (study / "results" / "report" / "figures" / "sensitivity.png").stat().st_size > 1000
+    flat = " ".join(text.split())
+    assert "Sensitivity to analysis choices" in flat and "range (same form) fragile changes under" in flat
 
 
 def test_rerun_has_nothing_to_do(root, study):
