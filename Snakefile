@@ -2,8 +2,6 @@
 # Thin on purpose: config + validation, the rule files, and the target.
 import sys
 
-sys.path.insert(0, workflow.basedir)
-
 from training.study import StudyError, load_study
 
 

@@ -8,9 +8,9 @@ WSD = config["training"]["schedule"] == "wsd"
 RUNS = {r["run_id"]: r for r in STUDY["runs"]}  # final runs: one per (lineage, budget)
 STABLES = {s["lineage"]: s for s in STUDY["stables"]}  # wsd: one stable run per lineage
 VARIANTS = list(STUDY["variants"])
-# the files a training job runs besides its model (the model's own files are in the study's source_hash)
-TRAIN_CODE = ("training/loop.py", "training/data.py", "training/device.py", "training/checkpoint.py",
-              "training/tokenizer.py", "training/atomic.py", "workflow/scripts/train.py")
+# the code a training job runs besides its model (the model's own files are in the study's source_hash):
+# whole package folders, so that no module can be forgotten in a hand-kept list
+TRAIN_CODE = ("training", "archscale/workflow.py", "workflow/scripts/train.py")
 # a lineage is (variant, size, seed, lr); each of its budgets is a run in a folder of its own
 LINEAGE_DIR = f"{RESULTS}/runs/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
 RUN_DIR = f"{LINEAGE_DIR}/{{budget}}"
@@ -35,13 +35,10 @@ def source_hash(*paths):
     return h.hexdigest()[:16]
 
 
-# analysis code each stage runs: the statistics (frontier, fit, compare), figures, the report
-STATS_CODE = tuple(
-    f"analysis/{m}.py"
-    for m in ("__init__", "bootstrap", "compare", "finals", "fits", "frontier", "io", "options", "stages", "table", "transient")
-)
-FIGURES_CODE = STATS_CODE + ("analysis/plots.py", "analysis/figure_list.py")
-REPORT_CODE = ("analysis/report.py", "analysis/compare.py", "analysis/options.py", "analysis/io.py")
+# analysis code each stage runs: the whole analysis package (and the glue the scripts share)
+STATS_CODE = ("analysis", "archscale/workflow.py")
+FIGURES_CODE = STATS_CODE
+REPORT_CODE = STATS_CODE + ("workflow/scripts/report.py",)
 
 
 def lineage_of(wildcards):
