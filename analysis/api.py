@@ -8,7 +8,7 @@
 
 `conf_int` is a bootstrap interval when the fit was bootstrapped (n_boot > 0), else, for the pure
 form, the OLS interval. `compare` is the normal-approximation (Wald) test of the exponent difference
-used by the pipeline's comparisons (analysis/compare.py), for one pair and no multiplicity correction.
+used by the pipeline's comparisons (analysis/comparisons.py), for one pair and no multiplicity correction.
 Nothing here imports matplotlib until `plot` is called.
 """
 from __future__ import annotations
