@@ -4,7 +4,6 @@ import sys
 
 from training.study import StudyError, load_study
 
-
 # The default study, unless a study is given with --configfile: then that file (plus schema
 # defaults) is the whole study, not merged into the default one.
 if not workflow.overwrite_configfiles:
@@ -12,9 +11,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 try:
-    STUDY = load_study(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", cache_dir=".snakemake/archscale")
+    STUDY = load_study(
+        config,
+        f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+        cache_dir=".snakemake/archscale",
+    )
 except StudyError as e:
     sys.stderr.write(f"archscale: {e}\n")
     sys.exit(1)
@@ -45,6 +47,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         f"{RESULTS}/report/report.pdf",
-    default_target: True

@@ -18,7 +18,7 @@ import pandas as pd
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from .comparisons import NOT_DISTINGUISHABLE, PAIR_METHOD, TIER_METHOD
+from .comparisons import PAIR_METHOD, TIER_METHOD
 from .options import AnalysisOptions
 
 UNIGRAM_MARGIN = 0.25  # nats: a best loss closer than this to the unigram baseline is flagged

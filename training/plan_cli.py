@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def _parser():
 
 def main(argv=None) -> int:
     from models.registry import ModelContext
-    from training.plan import CostModel, fit_cost_model, measure_speeds, plan_grid
+    from training.plan import fit_cost_model, measure_speeds, plan_grid
     from training.study import StudyError, validate_config
 
     args = _parser().parse_args(argv)
@@ -162,7 +161,7 @@ def _median_prior(priors: dict):
 
 def _print_plan(cfg: dict, pred: dict) -> None:
     levels = cfg["budgets"]["levels"]
-    print(f"budgets (accounted FLOPs): " + "; ".join(f"{e['level']:.3g} [{', '.join(e['sizes'])}]" for e in levels))
+    print("budgets (accounted FLOPs): " + "; ".join(f"{e['level']:.3g} [{', '.join(e['sizes'])}]" for e in levels))
     jobs = pd.DataFrame(pred["jobs"])
     per = jobs.groupby("variant").agg(jobs=("job", "size"), core_seconds=("seconds", "sum"))
     for v, r in per.iterrows():

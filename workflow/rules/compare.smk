@@ -7,14 +7,14 @@ rule compare:
         curves=rules.curves.output.curves,
     output:
         **COMPARE_TABLES,
-    params:
-        analysis=analysis_params(),
-        code=source_hash(*STATS_CODE),
-    conda:
-        ENV
     log:
         f"{RESULTS}/logs/compare.log",
     benchmark:
         f"{RESULTS}/benchmarks/compare.tsv"
+    conda:
+        ENV
+    params:
+        analysis=analysis_params(),
+        code=source_hash(*STATS_CODE),
     script:
         "../scripts/compare.py"
