@@ -23,7 +23,10 @@ test: setup
 smoke: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile tests/smoke/config.yaml --config results_dir=results/smoke --rerun-incomplete
 
+# the gates CI runs before the tests: ruff (lint), snakefmt (format of the Snakemake files), snakemake --lint
 lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile workflow/
 	$(BIN)/snakemake --lint
 
 # Checkpoints kept for cooldown branches (wsd stable runs) and left by failed runs; a later budget

@@ -2,10 +2,7 @@
 # Thin on purpose: config + validation, the rule files, and the target.
 import sys
 
-sys.path.insert(0, workflow.basedir)
-
 from training.study import StudyError, load_study
-
 
 # The default study, unless a study is given with --configfile: then that file (plus schema
 # defaults) is the whole study, not merged into the default one.
@@ -14,9 +11,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 try:
-    STUDY = load_study(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", cache_dir=".snakemake/archscale")
+    STUDY = load_study(
+        config,
+        f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+        cache_dir=".snakemake/archscale",
+    )
 except StudyError as e:
     sys.stderr.write(f"archscale: {e}\n")
     sys.exit(1)
@@ -48,6 +48,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         f"{RESULTS}/report/report.pdf",
-    default_target: True

@@ -300,7 +300,7 @@ def extrapolation_check(fin: pd.DataFrame, opts, rng: np.random.Generator) -> pd
     """Would the final-point frontier of the smaller budgets have predicted the largest one? Refit it
     without the top budget's runs and predict the best final loss there, with a bootstrap prediction
     interval (bootstrap fit prediction x a resampled log residual of the fit)."""
-    from .compare import EXTRAP_COLS
+    from .comparisons import EXTRAP_COLS
 
     ident = {"variant": fin["variant"].iloc[0], "objective": fin["objective"].iloc[0]}
     groups = _groups(fin["budget"].fillna("").astype(str).to_numpy())

@@ -43,7 +43,10 @@ class _FitMixin:
     """Shared conf_int / summary / n_failed for fit dataclasses with a ``draws`` array."""
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Bootstrap percentile interval, 1 - alpha level (NaN without bootstrap draws)."""
+        """Bootstrap percentile interval at level 1 - alpha; without bootstrap draws, a pure power law's
+        OLS interval (t on alpha, delta method on ln C_c), else NaN."""
+        if self.draws is None and getattr(self, "ols_cov", None) is not None:
+            return self._ols_interval(alpha)
         return _interval(self.draws, self.params(), alpha)
 
     @property
@@ -79,9 +82,25 @@ class PowerLawFit(_FitMixin):
     x_range: tuple = (np.nan, np.nan)
     draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # (B, 3): alpha, x_c, E
     at_bound: tuple = ()  # E-term: ("E",) when E ended at its bound 0 (no irreducible term found)
+    # pure form: covariance of the OLS (intercept, slope) of ln L on ln x and its residual dof
+    ols_cov: np.ndarray | None = field(default=None, compare=False, repr=False)
+    ols_df: int = 0
 
     def params(self) -> dict:
         return {"alpha": self.alpha, f"{self.x_name}_c": self.x_c, "E": self.E}
+
+    def _ols_interval(self, level_alpha: float) -> pd.DataFrame:
+        from scipy.stats import t
+
+        q = t.ppf(1 - level_alpha / 2, max(self.ols_df, 1))
+        b1 = -self.alpha
+        b0 = self.alpha * np.log(self.x_c)
+        se_a = float(np.sqrt(self.ols_cov[1, 1]))
+        g = np.array([-1.0 / b1, b0 / b1 ** 2])  # ln x_c = -b0 / b1
+        se_lx = float(np.sqrt(g @ self.ols_cov @ g))
+        lo = [self.alpha - q * se_a, float(np.exp(np.log(self.x_c) - q * se_lx)), 0.0]
+        hi = [self.alpha + q * se_a, float(np.exp(np.log(self.x_c) + q * se_lx)), 0.0]
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=pd.Index(list(self.params()), name="param"))
 
     def predict(self, x):
         return self.E + (self.x_c / np.asarray(x, float)) ** self.alpha
@@ -167,7 +186,8 @@ def fit_pure(x, loss, x_name: str = "C", delta: float = 1e-3) -> PowerLawFit:
         raise FitError(f"loss does not decrease with {x_name} (fitted alpha = {alpha:.3g})")
     x_c = _scale(b0 / alpha, x_name, alpha)
     return PowerLawFit("pure", x_name, float(alpha), x_c, 0.0, int(x.size),
-                       **_gof(res.fittedvalues - ly, ly, delta), x_range=(float(x.min()), float(x.max())))
+                       **_gof(res.fittedvalues - ly, ly, delta), x_range=(float(x.min()), float(x.max())),
+                       ols_cov=np.asarray(res.cov_params()), ols_df=int(res.df_resid))
 
 
 # ---------------------------------------------------------------- E-term power law (Huber)

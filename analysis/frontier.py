@@ -44,9 +44,9 @@ class RunCurves:
 def _interp_matrix(rc: RunCurves, logx: np.ndarray) -> np.ndarray:
     """Log-log interpolation of every run at logx; NaN outside a run's observed range."""
     out = np.full((len(rc), logx.size), np.nan)
-    for i, (c, l) in enumerate(zip(rc.logc, rc.logl)):
+    for i, (c, ll) in enumerate(zip(rc.logc, rc.logl)):
         inside = (logx >= c[0]) & (logx <= c[-1])
-        out[i, inside] = np.interp(logx[inside], c, l)
+        out[i, inside] = np.interp(logx[inside], c, ll)
     return out
 
 
@@ -73,12 +73,12 @@ def grid_frontier(rc: RunCurves, grid_points: int):
 def envelope_points(rc: RunCurves) -> pd.DataFrame:
     """Raw points lying on the lower envelope (no other run is lower at that compute)."""
     rows = []
-    for i, (c, l) in enumerate(zip(rc.logc, rc.logl)):
+    for i, (c, ll) in enumerate(zip(rc.logc, rc.logl)):
         others = _interp_matrix(rc, c)
         others[i] = np.nan
         best_other = np.nanmin(np.where(np.isnan(others), np.inf, others), axis=0)
-        on = l <= best_other
-        comp, loss = rc.raw[i] if rc.raw else (np.exp(c), np.exp(l))
+        on = ll <= best_other
+        comp, loss = rc.raw[i] if rc.raw else (np.exp(c), np.exp(ll))
         rows.append(pd.DataFrame({"run": rc.runs[i], "size": rc.sizes[i], "compute": comp[on], "loss": loss[on]}))
     if not rows:
         return pd.DataFrame(columns=["run", "size", "compute", "loss"])

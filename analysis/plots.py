@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .compare import fits_from_tables
+from .comparisons import fits_from_tables
 from .figure_list import figure_stems
 from .table import validate_curves
 

@@ -18,7 +18,7 @@ import pandas as pd
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from .compare import NOT_DISTINGUISHABLE, PAIR_METHOD, TIER_METHOD
+from .comparisons import PAIR_METHOD, TIER_METHOD
 from .options import AnalysisOptions
 from .sensitivity import SENS_METHOD, fragile_pairs
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import compare
+from . import comparisons as compare
 from .options import AnalysisOptions
 
 DEFAULT_N_BOOT = 200

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import compare, finals
+from . import comparisons as compare, finals
 from .bootstrap import FORMS, bootstrap_frontier, fit_frontier
 from .fits import FitError, bootstrap_approach3, fit_approach3, fit_pure
 from .frontier import RunCurves, variant_frontier

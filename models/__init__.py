@@ -27,7 +27,7 @@ VARIANT_MODULES = (
     "electra",
 )
 
-import importlib as _importlib
+import importlib as _importlib  # noqa: E402  (the registry above comes first)
 
 for _mod in VARIANT_MODULES:
     _importlib.import_module(f"models.{_mod}")

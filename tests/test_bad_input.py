@@ -23,7 +23,7 @@ CONFIG_CASES = [
     ({"training": {"lr": -0.1}}, "training.lr: -0.1 is less than or equal to the minimum of 0"),
     ({"training": {"device": "tpu"}}, "training.device='tpu' is not allowed; allowed: auto, cpu, cuda"),
     ({"variants": {"gpt3": {"sizes": ["s"]}}}, "variants.gpt3: unknown variant; allowed: "),
-    ({"variants": {"gpt2": {"sizes": ["huge"]}}}, "unknown size 'huge' for variant gpt2; allowed presets: xs, s, m, l"),
+    ({"variants": {"gpt2": {"sizes": ["huge"]}}}, "unknown size 'huge' for variant gpt2; allowed presets: xxxs, xxs, xs, xsm, s, m, l"),
     ({"variants": {"gpt2": {"sizes": ["s"], "size_overrides": {"s": {"n_head": 5}}}}},
      "variants.gpt2.s: n_head=5 does not divide d_model=64"),
     ({"variants": {"gpt2": {"sizes": ["s"], "size_overrides": {"s": {"width": 5}}}}}, "unknown field(s) width"),

@@ -57,7 +57,7 @@ def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
     tokens.write_bytes(tokens.read_bytes()[:-64])
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "results" / "runs").rglob("*.csv"))
     out = snakemake(root, tmp_path, "--forcerun", "stable", "--until", "stable", "-j", "1", "--keep-going", check=False)
-    lines = [l for l in (out.stdout + out.stderr).splitlines() if l.startswith("archscale error")]
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("archscale error")]
     assert out.returncode != 0 and lines, out.stderr[-3000:]
     assert "val.npy" in lines[0] and "rerun the tokenizer rule" in lines[0]
     # Snakemake removes the outputs of the failed jobs it was asked to redo, nothing else

@@ -137,7 +137,7 @@ def test_bad_config_fails_at_dag_build_with_one_line(root, tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     out = snakemake(root, tmp_path, "-n", check=False)
     assert out.returncode != 0
-    lines = [l for l in (out.stdout + out.stderr).splitlines() if "archscale:" in l]
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if "archscale:" in line]
     assert lines == [lines[0]] and "unknown variant" in lines[0] and "allowed: " in lines[0] and "gpt2" in lines[0]
     assert not (tmp_path / "results").exists()
 

@@ -50,6 +50,7 @@ from training.atomic import write_json, write_text
 from training.data import check_corpus_size, train_batch
 from training.device import autocast, device_name, pick_device, to_device
 from training.errors import InputError
+from training.logger import make_logger
 from training.tokenizer import load_tokens, read_meta
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,7 @@ class Session:
     status: str = "ok"
     diverged_step: int | None = None
     resumed: bool = False
+    logger: object = None  # training.logger: mirrors each curve row (None: nothing)
 
     @property
     def elapsed(self) -> float:
@@ -339,6 +341,9 @@ def eval_row(s: Session, phase: str) -> dict:
            "warmup_tokens": s.cfg.warmup_steps * s.cfg.tokens_per_step, "phase": phase}
     s.rows.append(row)
     s.acc = [0.0, 0]
+    if s.logger is not None:
+        s.logger.log(s.step, {f"{phase}/eval_loss": eval_loss, "eval_loss": eval_loss, "train_loss": row["train_loss"],
+                              "lr": row["lr"]})
     return row
 
 
@@ -379,6 +384,8 @@ def write_outputs(s: Session, out_dir, extra_info: dict | None = None) -> dict:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "elapsed_s": round(s.elapsed, 3),
         **(extra_info or {}),
     }
+    if s.logger is not None:
+        s.logger.close()
     buf = io.StringIO()
     pd.DataFrame(s.rows, columns=CURVE_COLUMNS).to_csv(buf, index=False)
     write_text(Path(out_dir) / "curve.csv", buf.getvalue())
@@ -387,11 +394,12 @@ def write_outputs(s: Session, out_dir, extra_info: dict | None = None) -> dict:
 
 
 def run(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, data_dir, out_dir, ckpt_dir=None,
-        threads: int = 1, extra_info: dict | None = None) -> dict:
+        threads: int = 1, extra_info: dict | None = None, logger: str = "none") -> dict:
     """Train one run from scratch (or its own checkpoint) to cfg.tokens; write curve.csv and run.json."""
     out_dir = Path(out_dir)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir / "checkpoints"
     s = setup(variant, size_name, size_overrides, cfg, data_dir, threads)
+    s.logger = make_logger(logger, out_dir)
     checkpoint.drop_foreign(ckpt_dir, s.key)
     resume(s, ckpt_dir)
     phase = "cosine" if cfg.schedule == "cosine" else (lambda step: "stable" if step <= cfg.cooldown_start else "cooldown")
@@ -402,7 +410,8 @@ def run(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, da
 
 
 def run_stable(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, data_dir, out_dir,
-               branch_tokens=(), ckpt_dir=None, threads: int = 1, extra_info: dict | None = None) -> dict:
+               branch_tokens=(), ckpt_dir=None, threads: int = 1, extra_info: dict | None = None,
+               logger: str = "none") -> dict:
     """The stable phase of a wsd lineage, to cfg.tokens (its last budget's cooldown start), keeping a
     checkpoint at every branch in `branch_tokens` (where a budget's cooldown starts) and at the end.
     Resumes from its own newest checkpoint of the same trajectory, so extending it to a later
@@ -413,6 +422,7 @@ def run_stable(variant: str, size_name: str, size_overrides: dict, cfg: TrainCon
     stop = stable.total_steps
     pinned = {int(b) // cfg.tokens_per_step for b in branch_tokens if int(b) // cfg.tokens_per_step <= stop} | {stop}
     s = setup(variant, size_name, size_overrides, stable, data_dir, threads)
+    s.logger = make_logger(logger, out_dir)
     checkpoint.drop_foreign(ckpt_dir, s.key)
     resume(s, ckpt_dir, max_step=stop)
     train_until(s, stop, set(stable.eval_steps()), "stable", ckpt_dir, pinned=pinned)
@@ -420,11 +430,12 @@ def run_stable(variant: str, size_name: str, size_overrides: dict, cfg: TrainCon
 
 
 def run_cooldown(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, stable_ckpt_dir, data_dir, out_dir,
-                 threads: int = 1, extra_info: dict | None = None) -> dict:
+                 threads: int = 1, extra_info: dict | None = None, logger: str = "none") -> dict:
     """One budget of a wsd lineage: branch from the stable run's checkpoint at this budget's cooldown
     start (or catch up at the constant rate from the nearest earlier one, or from scratch), cool down
     to cfg.tokens. The curve holds the stable rows up to the branch and the cooldown's rows."""
     s = setup(variant, size_name, size_overrides, cfg, data_dir, threads)
+    s.logger = make_logger(logger, out_dir)
     branch = cfg.cooldown_start
     if not resume(s, stable_ckpt_dir, max_step=branch):
         log.warning("no stable checkpoint at or before step %d in %s: training the stable phase from scratch",

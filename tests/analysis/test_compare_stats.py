@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from analysis_testlib import ROOT  # noqa: F401
 
-from analysis import compare, stages
-from analysis.compare import CROSS_OBJECTIVE, exponent_pairs
+from analysis import comparisons as compare, stages
+from analysis.comparisons import CROSS_OBJECTIVE, exponent_pairs
 from analysis.fits import PowerLawFit
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves

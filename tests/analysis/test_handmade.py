@@ -5,7 +5,7 @@ import pytest
 from analysis_testlib import make_run
 
 from analysis import stages
-from analysis.compare import NO_CROSSOVER
+from analysis.comparisons import NO_CROSSOVER
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves
 from analysis.table import select_best_lr

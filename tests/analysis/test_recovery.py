@@ -27,7 +27,7 @@ def test_eterm_recovers_truth(tables):
         assert f.loc[v, "E"] == pytest.approx(2.0, abs=0.2)
         assert f.loc[v, "C_c"] == pytest.approx(1e17, rel=0.6)
         assert f.loc[v, "rmse_log"] < 0.006  # noise is ~0.5 %
-    assert (f["n_failed"] >= 0).all()
+    assert (f["n_failed"] <= 0.05 * f["n_boot"]).all()  # clean synthetic curves: resamples rarely fail
 
 
 def test_bootstrap_table_matches_fits(tables):

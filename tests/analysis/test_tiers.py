@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from analysis_testlib import make_run, pythia_curves
 
-from analysis import compare
+from analysis import comparisons as compare
 from analysis.options import AnalysisOptions
 from analysis.table import validate_curves
 from analysis.transient import early_transient

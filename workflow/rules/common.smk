@@ -8,9 +8,9 @@ WSD = config["training"]["schedule"] == "wsd"
 RUNS = {r["run_id"]: r for r in STUDY["runs"]}  # final runs: one per (lineage, budget)
 STABLES = {s["lineage"]: s for s in STUDY["stables"]}  # wsd: one stable run per lineage
 VARIANTS = list(STUDY["variants"])
-# the files a training job runs besides its model (the model's own files are in the study's source_hash)
-TRAIN_CODE = ("training/loop.py", "training/data.py", "training/device.py", "training/checkpoint.py",
-              "training/tokenizer.py", "training/atomic.py", "workflow/scripts/train.py")
+# the code a training job runs besides its model (the model's own files are in the study's source_hash):
+# whole package folders, so that no module can be forgotten in a hand-kept list
+TRAIN_CODE = ("training", "archscale/workflow.py", "workflow/scripts/train.py")
 # a lineage is (variant, size, seed, lr); each of its budgets is a run in a folder of its own
 LINEAGE_DIR = f"{RESULTS}/runs/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
 RUN_DIR = f"{LINEAGE_DIR}/{{budget}}"
@@ -30,20 +30,19 @@ def source_hash(*paths):
     """sha256 of the source files a job runs: Snakemake tracks params, not script contents."""
     h = hashlib.sha256()
     for path in paths:
-        for f in sorted(Path(workflow.basedir, path).glob("**/*.py")) if Path(workflow.basedir, path).is_dir() else [Path(workflow.basedir, path)]:
+        for f in (
+            sorted(Path(workflow.basedir, path).glob("**/*.py"))
+            if Path(workflow.basedir, path).is_dir()
+            else [Path(workflow.basedir, path)]
+        ):
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
-# analysis code each stage runs: the statistics (frontier, fit, compare), figures, the report
-STATS_CODE = tuple(
-    f"analysis/{m}.py"
-    for m in ("__init__", "bootstrap", "compare", "finals", "fits", "frontier", "io", "options", "stages", "table", "transient")
-)
-SENSITIVITY_CODE = STATS_CODE + ("analysis/sensitivity.py",)
-FIGURES_CODE = STATS_CODE + ("analysis/plots.py", "analysis/figure_list.py")
-REPORT_CODE = ("analysis/report.py", "analysis/compare.py", "analysis/options.py", "analysis/io.py",
-               "analysis/sensitivity.py")
+# analysis code each stage runs: the whole analysis package (and the glue the scripts share)
+STATS_CODE = ("analysis", "archscale/workflow.py")
+FIGURES_CODE = STATS_CODE
+REPORT_CODE = STATS_CODE + ("workflow/scripts/report.py",)
 
 
 def lineage_of(wildcards):
@@ -58,7 +57,9 @@ def run_of(wildcards):
 
 
 def lineage_dir(r):
-    return LINEAGE_DIR.format(variant=r["variant"], size=r["size"], seed=r["seed"], lr=r["lr_label"])
+    return LINEAGE_DIR.format(
+        variant=r["variant"], size=r["size"], seed=r["seed"], lr=r["lr_label"]
+    )
 
 
 def run_dirs():
@@ -76,7 +77,8 @@ def all_run_infos(wildcards=None):
 def stable_info(wildcards):
     """A cooldown needs its lineage's stable run to have finished. `ancient`: a stable run that is
     extended for a later budget does not make the finished cooldowns of earlier budgets stale (their
-    branch checkpoints are unchanged; the parameters of each cooldown name its whole trajectory)."""
+    branch checkpoints are unchanged; the parameters of each cooldown name its whole trajectory).
+    """
     return ancient(f"{STABLE_DIR}/run.json".format(**dict(wildcards.items())))
 
 
@@ -97,7 +99,14 @@ def train_mem_mb(wildcards, attempt):
     """Memory scales with parameters (weights + AdamW state) and activations (batch x seq x width)."""
     run = run_of(wildcards)
     t = config["training"]
-    activations = 40 * t["batch_size"] * t["seq_len"] * run["size_config"]["d_model"] * run["size_config"]["n_layer"] * 4
+    activations = (
+        40
+        * t["batch_size"]
+        * t["seq_len"]
+        * run["size_config"]["d_model"]
+        * run["size_config"]["n_layer"]
+        * 4
+    )
     return int(1500 + (16 * run["params_nonembedding"] + activations) / 2**20 * attempt)
 
 
@@ -123,7 +132,9 @@ FIT_KINDS = ("fits", "bootstrap", "ln_fits", "isoflop", "allocation")
 def fit_tables(compute):
     """{table kind: [one file per variant]} of the fits made with `compute`."""
     return {
-        kind: expand(f"{RESULTS}/analysis/fit/{{variant}}/{compute}/{kind}.csv", variant=VARIANTS)
+        kind: expand(
+            f"{RESULTS}/analysis/fit/{{variant}}/{compute}/{kind}.csv", variant=VARIANTS
+        )
         for kind in FIT_KINDS
     }
 
@@ -134,8 +145,11 @@ def figure_outputs():
 
     objectives = sorted({v["objective"] for v in STUDY["variants"].values()})
     return {
-        stem: report(f"{RESULTS}/report/figures/{stem}.png", caption=f"../report/{caption_of(stem, VARIANTS, objectives)}.rst",
-                     category="figures")
+        stem: report(
+            f"{RESULTS}/report/figures/{stem}.png",
+            caption=f"../report/{caption_of(stem, VARIANTS, objectives)}.rst",
+            category="figures",
+        )
         for stem in figure_stems(VARIANTS, objectives)
     }
 
@@ -146,8 +160,12 @@ def alt_compute():
 
 def train_benchmarks(wildcards=None):
     """Benchmark files of every training job (stable runs and cooldowns, or cosine runs)."""
-    bench = lambda r, leaf: f"{RESULTS}/benchmarks/train/{r['variant']}/{r['size']}/seed{r['seed']}_lr{r['lr_label']}/{leaf}.tsv"
-    return [bench(r, r["budget"]) for r in STUDY["runs"]] + [bench(s, "stable") for s in STUDY["stables"]]
+    bench = (
+        lambda r, leaf: f"{RESULTS}/benchmarks/train/{r['variant']}/{r['size']}/seed{r['seed']}_lr{r['lr_label']}/{leaf}.tsv"
+    )
+    return [bench(r, r["budget"]) for r in STUDY["runs"]] + [
+        bench(s, "stable") for s in STUDY["stables"]
+    ]
 
 
 def primary_fit_tables(wildcards=None):
@@ -167,7 +185,21 @@ def analysis_tables(wildcards=None):
 ENV = "../../environment.yml"
 FRONTIER_TABLES = {
     name: f"{RESULTS}/analysis/frontier/{name}.csv"
-    for name in ("final_points", "transient", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
+    for name in (
+        "final_points",
+        "transient",
+        "frontier_points",
+        "frontier_grid",
+        "frontier_owners",
+        "frontier_summary",
+        "runs",
+    )
 }
-COMPARE_TABLES = {name: f"{RESULTS}/analysis/compare/{name}.csv" for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")}
-SENSITIVITY_TABLES = {name: f"{RESULTS}/analysis/sensitivity/{name}.csv" for name in ("sensitivity", "sensitivity_summary")}
+COMPARE_TABLES = {
+    name: f"{RESULTS}/analysis/compare/{name}.csv"
+    for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")
+}
+SENSITIVITY_TABLES = {
+    name: f"{RESULTS}/analysis/sensitivity/{name}.csv"
+    for name in ("sensitivity", "sensitivity_summary")
+}

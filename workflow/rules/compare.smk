@@ -8,15 +8,15 @@ rule compare:
         curves=rules.curves.output.curves,
     output:
         **COMPARE_TABLES,
-    params:
-        analysis=analysis_params(),
-        code=source_hash(*STATS_CODE),
-    conda:
-        ENV
     log:
         f"{RESULTS}/logs/compare.log",
     benchmark:
         f"{RESULTS}/benchmarks/compare.tsv"
+    conda:
+        ENV
+    params:
+        analysis=analysis_params(),
+        code=source_hash(*STATS_CODE),
     script:
         "../scripts/compare.py"
 
@@ -26,14 +26,14 @@ rule sensitivity:
         curves=rules.curves.output.curves,
     output:
         **SENSITIVITY_TABLES,
-    params:
-        analysis=analysis_params(),
-        code=source_hash(*SENSITIVITY_CODE),
-    conda:
-        ENV
     log:
         f"{RESULTS}/logs/sensitivity.log",
     benchmark:
         f"{RESULTS}/benchmarks/sensitivity.tsv"
+    conda:
+        ENV
+    params:
+        analysis=analysis_params(),
+        code=source_hash(*STATS_CODE),
     script:
         "../scripts/sensitivity.py"

@@ -6,13 +6,13 @@ rule corpus:
         train=f"{DATA}/corpus/train.jsonl",
         val=f"{DATA}/corpus/val.jsonl",
         info=f"{DATA}/corpus/corpus.json",
+    log:
+        f"{RESULTS}/logs/corpus.log",
+    conda:
+        ENV
     params:
         corpus=config["corpus"],
         code=source_hash("training/corpus.py", "training/prepare.py"),
-    conda:
-        ENV
-    log:
-        f"{RESULTS}/logs/corpus.log",
     script:
         "../scripts/corpus.py"
 
@@ -27,14 +27,14 @@ rule tokenizer:
         train=f"{DATA}/tokens/train.npy",
         val=f"{DATA}/tokens/val.npy",
         meta=f"{DATA}/tokens/meta.json",
-    params:
-        vocab_size=config["tokenizer"]["vocab_size"],
-        code=source_hash("training/tokenizer.py", "training/prepare.py"),
-    conda:
-        ENV
     log:
         f"{RESULTS}/logs/tokenizer.log",
     benchmark:
         f"{RESULTS}/benchmarks/tokenizer.tsv"
+    conda:
+        ENV
+    params:
+        vocab_size=config["tokenizer"]["vocab_size"],
+        code=source_hash("training/tokenizer.py", "training/prepare.py"),
     script:
         "../scripts/tokenizer.py"

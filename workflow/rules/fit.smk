@@ -11,15 +11,15 @@ rule fit:
         ln_fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/ln_fits.csv",
         isoflop=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/isoflop.csv",
         allocation=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/allocation.csv",
-    params:
-        analysis=fit_analysis_params,
-        code=source_hash(*STATS_CODE),
-    threads: 1
-    conda:
-        ENV
     log:
         f"{RESULTS}/logs/fit/{{variant}}/{{compute}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fit/{{variant}}/{{compute}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    params:
+        analysis=fit_analysis_params,
+        code=source_hash(*STATS_CODE),
     script:
         "../scripts/fit.py"

@@ -12,14 +12,14 @@ rule curves:
         curves=f"{RESULTS}/analysis/curves.csv",
         runs=f"{RESULTS}/analysis/runs.csv",
         baselines=f"{RESULTS}/analysis/baselines.json",
+    log:
+        f"{RESULTS}/logs/curves.log",
+    conda:
+        ENV
     params:
         seq_len=config["training"]["seq_len"],
         eval_tokens=config["training"]["eval_tokens"],
         code=source_hash("training/collect.py", "training/evalset.py"),
-    conda:
-        ENV
-    log:
-        f"{RESULTS}/logs/curves.log",
     script:
         "../scripts/collect.py"
 
@@ -29,12 +29,12 @@ rule frontier:
         curves=rules.curves.output.curves,
     output:
         **FRONTIER_TABLES,
+    log:
+        f"{RESULTS}/logs/frontier.log",
+    conda:
+        ENV
     params:
         analysis=analysis_params(),
         code=source_hash(*STATS_CODE),
-    conda:
-        ENV
-    log:
-        f"{RESULTS}/logs/frontier.log",
     script:
         "../scripts/frontier.py"

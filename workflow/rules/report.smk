@@ -6,14 +6,14 @@ rule figures:
         unpack(analysis_tables),
     output:
         **figure_outputs(),
+    log:
+        f"{RESULTS}/logs/figures.log",
+    conda:
+        ENV
     params:
         ci_level=config["analysis"]["ci_level"],
         compute=config["analysis"]["compute"],
         code=source_hash(*FIGURES_CODE),
-    conda:
-        ENV
-    log:
-        f"{RESULTS}/logs/figures.log",
     script:
         "../scripts/figures.py"
 
@@ -27,15 +27,19 @@ rule report:
         alt_fits=fit_tables(alt_compute())["fits"],
         job_benchmarks=train_benchmarks,
     output:
-        pdf=report(f"{RESULTS}/report/report.pdf", caption="../report/report.rst", category="report"),
-    params:
-        config=config,
-        code=source_hash(*REPORT_CODE),
-    conda:
-        ENV
+        pdf=report(
+            f"{RESULTS}/report/report.pdf",
+            caption="../report/report.rst",
+            category="report",
+        ),
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
+    conda:
+        ENV
+    params:
+        config=config,
+        code=source_hash(*REPORT_CODE),
     script:
         "../scripts/report.py"

@@ -13,21 +13,21 @@ if WSD:
         output:
             curve=f"{STABLE_DIR}/curve.csv",
             info=f"{STABLE_DIR}/run.json",
-        params:
-            size_config=train_size_config,
-            train_config=train_config,
-            code=train_source_hash,
+        log:
+            f"{TRAIN_LOG}/stable.log",
+        benchmark:
+            f"{TRAIN_BENCH}/stable.tsv"
+        conda:
+            ENV
         threads: config["training"]["threads"]
         resources:
             mem_mb=train_mem_mb,
             runtime=train_runtime,
             gpu=config["training"]["gpus"],
-        conda:
-            ENV
-        log:
-            f"{TRAIN_LOG}/stable.log",
-        benchmark:
-            f"{TRAIN_BENCH}/stable.tsv"
+        params:
+            size_config=train_size_config,
+            train_config=train_config,
+            code=train_source_hash,
         script:
             "../scripts/train.py"
 
@@ -40,21 +40,21 @@ if WSD:
         output:
             curve=f"{RUN_DIR}/curve.csv",
             info=f"{RUN_DIR}/run.json",
-        params:
-            size_config=train_size_config,
-            train_config=train_config,
-            code=train_source_hash,
+        log:
+            f"{TRAIN_LOG}/{{budget}}.log",
+        benchmark:
+            f"{TRAIN_BENCH}/{{budget}}.tsv"
+        conda:
+            ENV
         threads: config["training"]["threads"]
         resources:
             mem_mb=train_mem_mb,
             runtime=train_runtime,
             gpu=config["training"]["gpus"],
-        conda:
-            ENV
-        log:
-            f"{TRAIN_LOG}/{{budget}}.log",
-        benchmark:
-            f"{TRAIN_BENCH}/{{budget}}.tsv"
+        params:
+            size_config=train_size_config,
+            train_config=train_config,
+            code=train_source_hash,
         script:
             "../scripts/train.py"
 
@@ -68,20 +68,20 @@ else:
         output:
             curve=f"{RUN_DIR}/curve.csv",
             info=f"{RUN_DIR}/run.json",
-        params:
-            size_config=train_size_config,
-            train_config=train_config,
-            code=train_source_hash,
+        log:
+            f"{TRAIN_LOG}/{{budget}}.log",
+        benchmark:
+            f"{TRAIN_BENCH}/{{budget}}.tsv"
+        conda:
+            ENV
         threads: config["training"]["threads"]
         resources:
             mem_mb=train_mem_mb,
             runtime=train_runtime,
             gpu=config["training"]["gpus"],
-        conda:
-            ENV
-        log:
-            f"{TRAIN_LOG}/{{budget}}.log",
-        benchmark:
-            f"{TRAIN_BENCH}/{{budget}}.tsv"
+        params:
+            size_config=train_size_config,
+            train_config=train_config,
+            code=train_source_hash,
         script:
             "../scripts/train.py"

@@ -1,5 +1,4 @@
-import sys; sys.path.insert(0, snakemake.scriptdir)  # noqa: E702
-from _common import setup
+from archscale.workflow import setup
 
 log = setup(snakemake)
 import matplotlib  # noqa: E402

@@ -1,8 +1,8 @@
-import sys; sys.path.insert(0, snakemake.scriptdir)  # noqa: E702
-from _common import setup
+from archscale.workflow import setup
 
 log = setup(snakemake)
 import datetime  # noqa: E402
+import sys  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 from importlib.metadata import version  # noqa: E402
@@ -11,6 +11,7 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.io import write_file  # noqa: E402
+from archscale import __version__  # noqa: E402
 from analysis.report import ReportInputs, build_report  # noqa: E402
 
 
@@ -43,7 +44,7 @@ packages = ["torch", "transformers", "tokenizers", "snakemake", "numpy", "pandas
 environment = {
     "date": datetime.date.today().isoformat(),
     "commit": commit(),
-    "version": "0.1.0",
+    "version": __version__,
     "device": "; ".join(sorted(runs["device"].astype(str).unique())),
     "python": sys.version.split()[0],
     **{p: version(p) for p in packages},

@@ -1,5 +1,4 @@
-import sys; sys.path.insert(0, snakemake.scriptdir)  # noqa: E702
-from _common import setup
+from archscale.workflow import setup
 
 log = setup(snakemake)
 from pathlib import Path  # noqa: E402
@@ -12,7 +11,9 @@ lineage = f"{w.variant}/{w.size}/seed{w.seed}_lr{w.lr}"
 cfg = TrainConfig.from_dict(snakemake.params.train_config)
 common = dict(variant=w.variant, size_name=w.size, size_overrides=snakemake.params.size_config, cfg=cfg,
               data_dir=Path(snakemake.input.meta).parent, out_dir=Path(snakemake.output.curve).parent,
-              threads=snakemake.threads)
+              threads=snakemake.threads,
+              # read here, not a param: watching the curves live must not rerun a finished run
+              logger=snakemake.config["training"]["logger"])
 if snakemake.rule == "stable":
     # The checkpoints kept for branching are those of the study's current budgets. They are read here
     # rather than passed as params: they change what is kept, not the run's outputs, so adding a budget

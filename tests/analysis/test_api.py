@@ -1,0 +1,65 @@
+"""The notebook API: analysis.fit_frontier / compare, statsmodels-style results."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+import analysis
+from analysis.synthetic import synthetic_budget_grid, synthetic_study
+
+
+@pytest.fixture(scope="module")
+def kaplan():
+    return synthetic_study(np.random.default_rng(0), n_variants=2)
+
+
+def test_importing_analysis_leaves_matplotlib_alone(root):
+    raw = "dict.__getitem__(matplotlib.rcParams, 'backend')"  # read without resolving (that imports pyplot)
+    code = (f"import sys, matplotlib; b = {raw}; import analysis; from analysis import fit_frontier; "
+            f"assert 'matplotlib.pyplot' not in sys.modules; assert {raw} == b")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_pure_fit_has_ols_intervals_without_a_bootstrap(kaplan):
+    res = analysis.fit_frontier(kaplan, "v0", drop_fraction=0.0)
+    assert res.frontier == "envelope" and list(res.params.index) == ["alpha", "C_c"]
+    ols = sm.OLS(np.log(res.points["loss"]), sm.add_constant(np.log(res.points["compute"]))).fit()
+    lo, hi = ols.conf_int(0.05).iloc[1]  # slope = -alpha
+    ci = res.conf_int(level=0.95)
+    assert ci.loc["alpha", "lower"] == pytest.approx(-hi) and ci.loc["alpha", "upper"] == pytest.approx(-lo)
+    assert ci.loc["C_c", "lower"] < res.params["C_c"] < ci.loc["C_c", "upper"]
+    assert res.conf_int(0.5).loc["alpha", "lower"] > ci.loc["alpha", "lower"]  # a narrower level
+    table = res.summary()
+    assert list(table.columns) == ["estimate", "lower", "upper"] and "OLS 95% intervals" in table.attrs["title"]
+
+
+def test_bootstrap_fit_on_final_points_and_a_comparison():
+    df = synthetic_budget_grid(np.random.default_rng(0), n_range=(2e3, 2e6), tokens_per_param=(2, 2e5))
+    res = analysis.fit_frontier(df, form="eterm", n_boot=100, rng=np.random.default_rng(1))
+    assert res.frontier == "final" and len(res.points) == 5 and res.fit.n_boot == 100
+    lo, hi = res.conf_int().loc["alpha"]
+    assert lo < res.params["alpha"] < hi
+    same = analysis.compare(res, res)
+    assert same["delta_alpha"] == 0 and same["p"] == pytest.approx(1.0)
+
+
+def test_plot_takes_an_axis_and_returns_its_figure(kaplan):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    assert analysis.fit_frontier(kaplan, "v1").plot(ax=ax) is fig
+    plt.close(fig)
+
+
+def test_bad_calls_name_the_problem(kaplan):
+    with pytest.raises(ValueError, match="has variants"):
+        analysis.fit_frontier(kaplan)
+    with pytest.raises(ValueError, match="no variant 'gpt9'"):
+        analysis.fit_frontier(kaplan, "gpt9")
+    with pytest.raises(ValueError, match="level=95"):
+        analysis.fit_frontier(kaplan, "v0").conf_int(level=95)

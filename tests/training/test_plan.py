@@ -1,0 +1,85 @@
+"""archscale plan: the cost model, the scheduling simulation and the proposed study config."""
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from training import plan, plan_cli
+from training.study import validate_config
+
+SCHEMA = plan_cli.SCHEMA
+VARIANTS = ("gpt2", "bert_causal")
+COST = plan.CostModel({"gpt2": (1.2e-5, 1.5e-11), "bert_causal": (1.3e-5, 1.3e-11)}, job_overhead_s=5.0)
+
+
+def test_the_cost_model_recovers_a_synthetic_cost_law():
+    rng = np.random.default_rng(0)
+    f = np.geomspace(2e5, 8e6, 7)
+    rows = [{"variant": v, "size": f"s{i}", "flops_per_token": x, "sec_per_token": (c0 + c1 * x) * np.exp(rng.normal(0, 0.01))}
+            for v, (c0, c1) in COST.coef.items() for i, x in enumerate(f)]
+    fitted = plan.fit_cost_model(pd.DataFrame(rows))
+    for v, (c0, c1) in COST.coef.items():
+        assert fitted.coef[v][0] == pytest.approx(c0, rel=0.05)
+        assert fitted.coef[v][1] == pytest.approx(c1, rel=0.05)
+    assert fitted.job_seconds("gpt2", 1e6, 1e6) == pytest.approx(5.0 + fitted.sec_per_token("gpt2", 1e6) * 1e6)
+
+
+def test_the_schedule_runs_cooldowns_after_their_stable_run_on_the_free_slots():
+    jobs = [{"job": "a/stable", "lineage": "a", "kind": "stable", "seconds": 10.0},
+            {"job": "b/stable", "lineage": "b", "kind": "stable", "seconds": 4.0},
+            {"job": "a/C1", "lineage": "a", "kind": "cooldown", "seconds": 3.0},
+            {"job": "b/C1", "lineage": "b", "kind": "cooldown", "seconds": 5.0}]
+    assert plan.simulate_wall(jobs, slots=1) == 22.0
+    assert plan.simulate_wall(jobs, slots=2) == 13.0  # b's cooldown runs while a's stable run goes on
+
+
+def test_sizes_are_picked_around_the_expected_optimum():
+    ladder = [("a", 1e3), ("b", 3e3), ("c", 1e4), ("d", 3e4), ("e", 1e5)]
+    assert plan.pick_sizes(ladder, 1e4, 3) == ["b", "c", "d"]
+    assert plan.pick_sizes(ladder, 2e3, 3) == ["a", "b", "c"]
+    assert plan.pick_sizes(ladder, 2e5, 3) == ["c", "d", "e"]  # the ladder ends: the best it can do
+
+
+@pytest.fixture(scope="module")
+def base():
+    cfg = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text())
+    cfg["variants"] = {v: {"sizes": []} for v in VARIANTS}
+    return cfg
+
+
+def test_a_plan_fits_its_budget_and_is_a_valid_study(base):
+    ladders = plan_cli.ladders_of(VARIANTS, _ctx(base))
+    prior = plan.Prior(*plan_cli.DEFAULT_PRIOR)
+    small, p_small = plan.plan_grid(base, SCHEMA, ladders, prior, 8 * 60, 2, COST)
+    large, p_large = plan.plan_grid(base, SCHEMA, ladders, prior, 16 * 60, 2, COST)
+    assert p_small["wall_s"] <= 8 * 60 and p_large["wall_s"] <= 16 * 60
+    assert p_small["wall_s"] > 0.9 * 8 * 60  # bisection uses the time it is given
+    top = lambda c: c["budgets"]["levels"][-1]["level"]
+    assert top(large) > top(small)
+    for cfg in (small, large):
+        validate_config(cfg, SCHEMA)
+        levels = cfg["budgets"]["levels"]
+        assert len(levels) == 3 and all(len(e["sizes"]) >= 3 for e in levels)
+        assert levels[1]["level"] == pytest.approx(2 * levels[0]["level"], rel=0.01)
+
+
+def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monkeypatch, capsys):
+    def speeds(entries, ctx, batch_size, threads, cache_dir):
+        return pd.DataFrame([{**e, "sec_per_token": COST.sec_per_token(e["variant"], e["flops_per_token"])}
+                             for e in entries])
+
+    monkeypatch.setattr(plan, "measure_speeds", speeds)
+    monkeypatch.setattr(plan_cli, "measure_job_overhead", lambda: 5.0)
+    out = tmp_path / "plan.yaml"
+    assert plan_cli.main(["--minutes", "10", "--out", str(out), "--variants", *VARIANTS]) == 0
+    cfg = validate_config(yaml.safe_load(out.read_text()), SCHEMA)
+    assert set(cfg["variants"]) == set(VARIANTS)
+    assert cfg["plan"]["predicted_wall_s"] <= 600 and set(cfg["plan"]["cost"]) == set(VARIANTS)
+    printed = capsys.readouterr().out
+    assert "predicted wall time:" in printed and "budgets (accounted FLOPs):" in printed
+
+
+def _ctx(cfg):
+    from models.registry import ModelContext
+
+    return ModelContext(vocab_size=cfg["tokenizer"]["vocab_size"], seq_len=cfg["training"]["seq_len"], pad_id=1, mask_id=2)

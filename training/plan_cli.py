@@ -1,0 +1,174 @@
+"""`archscale plan`: a study config that brackets each variant's frontier within a wall-time budget.
+
+    archscale plan --minutes 20 --out my_study.yaml [--cores 2] [--variants gpt2 reformer ...]
+                   [--budgets 3] [--sizes-per-budget 3] [--ratio 2] [--prior results/analysis]
+
+1. Measures the training speed of every variant's size ladder on this machine (a few steps each,
+   cached in .snakemake/archscale by machine and code) and fits the cost model of training/plan.py.
+2. Places `--budgets` IsoFLOP levels `--ratio` apart, each with the `--sizes-per-budget` ladder sizes
+   nearest the expected optimum (the prior N_opt(C): a previous study's allocation.csv with --prior,
+   else the default study's measured one), and bisects the top level until the predicted wall time
+   of the whole study (Snakemake's scheduling simulated) fits `--minutes`.
+3. Writes the config (the base config's corpus, tokenizer and training settings; validated against
+   the schema) with a `plan:` block holding the cost model, so the report can set the predicted
+   time of every job beside its measured one; prints the prediction per variant.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+# N_opt(C) measured by the default study (results/analysis/fit/*/flops/allocation.csv, causal variants'
+# median): used when no --prior is given. Refresh it when the default study changes.
+DEFAULT_PRIOR = (2.1e4 / 1e12 ** 0.8, 0.8)
+
+
+def read_prior(path, variants) -> dict:
+    """{variant: Prior} from a previous study's allocation tables (N_opt rows with status ok); the median
+    over the variants that have one fills in the others; the built-in prior when there is none."""
+    from training.plan import Prior
+
+    path = Path(path) if path else None
+    tables = []
+    if path is not None:
+        files = [path] if path.is_file() else sorted(path.glob("**/allocation.csv"))
+        tables = [pd.read_csv(f) for f in files]
+    alloc = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["quantity", "status"])
+    ok = alloc[(alloc["quantity"] == "N_opt") & (alloc["status"] == "ok")]
+    own = {r.variant: Prior(float(r.coefficient), float(r.exponent)) for r in ok.itertuples()}
+    if own:
+        fallback = Prior(float(np.exp(np.median(np.log(ok["coefficient"])))), float(ok["exponent"].median()))
+    else:
+        fallback = Prior(*DEFAULT_PRIOR)
+    return {v: own.get(v, fallback) for v in variants}
+
+
+def ladders_of(variants, ctx) -> dict:
+    """{variant: [(size, N)]} over the whole shared ladder (models/presets.py), by N."""
+    import models
+    from models.presets import LADDER
+
+    out = {}
+    for v in variants:
+        spec = models.get_variant(v)
+        rows = [(name, spec.account(models.resolve_size(spec, name, ctx), ctx).params_nonembedding) for name in LADDER]
+        out[v] = sorted(rows, key=lambda r: r[1])
+    return out
+
+
+def speed_entries(variants, ctx) -> list[dict]:
+    import models
+    from models.presets import LADDER
+
+    entries = []
+    for v in variants:
+        spec = models.get_variant(v)
+        for name in LADDER:
+            if name in ("l", "xl"):
+                continue  # beyond any 2-core plan; the cost model extrapolates in FLOPs
+            size = models.resolve_size(spec, name, ctx)
+            entries.append({"variant": v, "size": name, "size_config": size.as_dict(),
+                            "flops_per_token": spec.account(size, ctx).train_flops_per_token})
+    return entries
+
+
+def measure_job_overhead() -> float:
+    """Seconds a training job spends before its first step: Python, torch, transformers, the model code."""
+    import subprocess
+    import time
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import models, training.loop"], check=True, cwd=ROOT)
+    return time.perf_counter() - t0 + 1.0  # + data, model and evaluation-set setup (measured ~1 s)
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="archscale plan", description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, required=True, help="wall-time budget of the whole study")
+    ap.add_argument("--out", type=Path, required=True, help="config file to write")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--base", type=Path, default=ROOT / "config" / "config.yaml",
+                    help="config whose corpus, tokenizer, training and analysis settings the plan keeps")
+    ap.add_argument("--variants", nargs="*", default=None, help="default: the base config's variants")
+    ap.add_argument("--budgets", type=int, default=3)
+    ap.add_argument("--sizes-per-budget", type=int, default=3)
+    ap.add_argument("--ratio", type=float, default=2.0, help="compute ratio between consecutive budgets")
+    ap.add_argument("--prior", type=Path, default=None,
+                    help="a previous study's results/analysis folder (its allocation.csv: N_opt(C) per variant)")
+    ap.add_argument("--cache", type=Path, default=Path(".snakemake/archscale"))
+    return ap
+
+
+def main(argv=None) -> int:
+    from models.registry import ModelContext
+    from training.plan import fit_cost_model, measure_speeds, plan_grid
+    from training.study import StudyError, validate_config
+
+    args = _parser().parse_args(argv)
+    if args.minutes <= 0 or args.budgets < 3 or args.sizes_per_budget < 3 or args.ratio <= 1 or args.cores < 1:
+        print("archscale plan: needs --minutes > 0, --budgets >= 3, --sizes-per-budget >= 3, --ratio > 1, "
+              "--cores >= 1", file=sys.stderr)
+        return 2
+    if args.out.exists() and args.out.resolve() == args.base.resolve():
+        print(f"archscale plan: --out {args.out} is the base config; write the plan to a new file", file=sys.stderr)
+        return 2
+    try:
+        base = validate_config(yaml.safe_load(args.base.read_text()), SCHEMA)
+    except (OSError, StudyError, yaml.YAMLError) as e:
+        print(f"archscale plan: cannot use --base {args.base}: {e}", file=sys.stderr)
+        return 2
+    variants = args.variants or list(base["variants"])
+    base["variants"] = {v: {"sizes": []} for v in variants}
+    t = base["training"]
+    ctx = ModelContext(vocab_size=base["tokenizer"]["vocab_size"], seq_len=t["seq_len"], pad_id=1, mask_id=2)
+    print(f"measuring training speed of {len(variants)} variant(s) on this machine (cached in {args.cache}) ...",
+          file=sys.stderr)
+    speeds = measure_speeds(speed_entries(variants, ctx), ctx, t["batch_size"], t["threads"], args.cache)
+    cost = fit_cost_model(speeds, job_overhead_s=measure_job_overhead())
+    priors = read_prior(args.prior, variants)
+    ladders = ladders_of(variants, ctx)
+    try:
+        # one prior per variant: plan each variant's grid on its own share of the cores' time, then join
+        cfg, pred = plan_grid(base, SCHEMA, ladders, _median_prior(priors), args.minutes * 60, args.cores, cost,
+                              args.budgets, args.ratio, args.sizes_per_budget)
+    except StudyError as e:
+        print(f"archscale plan: {e}", file=sys.stderr)
+        return 2
+    configs = dict(cfg)
+    configs["plan"] = {"minutes": args.minutes, "cores": args.cores, "predicted_wall_s": round(pred["wall_s"], 1),
+                       "job_overhead_s": round(cost.job_overhead_s, 2),
+                       "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()}}
+    validate_config(configs, SCHEMA)  # the plan is a valid study config
+    args.out.write_text("# written by `archscale plan` (training/plan_cli.py); edit freely\n"
+                        + yaml.safe_dump(configs, sort_keys=False))
+    _print_plan(configs, pred)
+    return 0
+
+
+def _median_prior(priors: dict):
+    from training.plan import Prior
+
+    coefs = [p.coefficient for p in priors.values()]
+    return Prior(float(np.exp(np.median(np.log(coefs)))), float(np.median([p.exponent for p in priors.values()])))
+
+
+def _print_plan(cfg: dict, pred: dict) -> None:
+    levels = cfg["budgets"]["levels"]
+    print("budgets (accounted FLOPs): " + "; ".join(f"{e['level']:.3g} [{', '.join(e['sizes'])}]" for e in levels))
+    jobs = pd.DataFrame(pred["jobs"])
+    per = jobs.groupby("variant").agg(jobs=("job", "size"), core_seconds=("seconds", "sum"))
+    for v, r in per.iterrows():
+        print(f"  {v:16s} {int(r['jobs']):3d} jobs  {r['core_seconds'] / 60:6.1f} core-minutes")
+    print(f"predicted wall time: {pred['wall_s'] / 60:.1f} minutes on {cfg['plan']['cores']} cores "
+          f"(budget {cfg['plan']['minutes']:g})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
