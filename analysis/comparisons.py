@@ -341,7 +341,6 @@ def extrapolation(g: pd.DataFrame, opts, rng: np.random.Generator) -> pd.DataFra
     largest = max(rc.size_rank) if len(rc) else 0
     train_idx = [i for i, r in enumerate(rc.size_rank) if r != largest]
     held = [i for i, r in enumerate(rc.size_rank) if r == largest]
-    rows = []
     if len(set(rc.size_rank)) < 2 or len(train_idx) < 3:
         note = f"refused: needs >= 3 runs below the largest size, has {len(train_idx)}"
         return pd.DataFrame([{**ident, "form": f, "status": "refused", "note": note} for f in FORMS])
@@ -359,23 +358,28 @@ def extrapolation(g: pd.DataFrame, opts, rng: np.random.Generator) -> pd.DataFra
             fits[form], notes[form] = None, str(e)
     fits = bootstrap_frontier(train, fits, opts.n_boot, rng, opts.grid_points, opts.huber_delta, opts.n_jobs)
     logx, logy, _ = grid_frontier(train, opts.grid_points)
-    q = 50 * (1 - opts.ci_level)
-    for form in FORMS:
-        row = {**ident, "form": form, "held_out_size": held_size, "c_eval": c_eval, "c_max_train": c_max_train,
-               "actual_loss": actual}
-        f = fits[form]
-        if f is None:
-            rows.append({**row, "status": "failed", "note": notes[form]})
-            continue
-        pred = float(f.predict(c_eval))
-        row.update(status="ok", note="", predicted_loss=pred, rel_error=(pred - actual) / actual)
-        if f.draws is not None:
-            p = f.predict_draws([c_eval])[:, 0]
-            p = p[np.isfinite(p)]
-            resid = np.log(f.predict(np.exp(logx))) - logy
-            p = p * np.exp(-rng.choice(resid, size=p.size))  # truth = fit - residual
-            if p.size:
-                row["pi_lo"], row["pi_hi"] = np.percentile(p, [q, 100 - q])
-                row["inside"] = bool(row["pi_lo"] <= actual <= row["pi_hi"])
-        rows.append(row)
-    return pd.DataFrame(rows)
+    base = {**ident, "held_out_size": held_size, "c_eval": c_eval, "c_max_train": c_max_train, "actual_loss": actual}
+    return pd.DataFrame([extrapolation_row(base, form, fits[form], notes.get(form, ""), np.exp(logx), np.exp(logy), rng,
+                                           opts.ci_level) for form in FORMS])
+
+
+def extrapolation_row(base: dict, form: str, fit, note: str, train_c, train_loss, rng, ci_level: float) -> dict:
+    """One extrapolation-check row: the fit's prediction at base['c_eval'] against base['actual_loss'], and
+    a bootstrap prediction interval (bootstrap fit prediction x a log residual of the fit on its own
+    training frontier (train_c, train_loss), resampled)."""
+    row = {**base, "form": form}
+    if fit is None:
+        return {**row, "status": "failed", "note": note}
+    actual, c_eval = base["actual_loss"], base["c_eval"]
+    pred = float(fit.predict(c_eval))
+    row.update(status="ok", note="", predicted_loss=pred, rel_error=(pred - actual) / actual)
+    if fit.draws is not None:
+        p = fit.predict_draws([c_eval])[:, 0]
+        p = p[np.isfinite(p)]
+        resid = np.log(fit.predict(np.asarray(train_c, float))) - np.log(np.asarray(train_loss, float))
+        p = p * np.exp(-rng.choice(resid, size=p.size))  # truth = fit - residual
+        if p.size:
+            q = 50 * (1 - ci_level)
+            row["pi_lo"], row["pi_hi"] = np.percentile(p, [q, 100 - q])
+            row["inside"] = bool(row["pi_lo"] <= actual <= row["pi_hi"])
+    return row

@@ -300,7 +300,7 @@ def extrapolation_check(fin: pd.DataFrame, opts, rng: np.random.Generator) -> pd
     """Would the final-point frontier of the smaller budgets have predicted the largest one? Refit it
     without the top budget's runs and predict the best final loss there, with a bootstrap prediction
     interval (bootstrap fit prediction x a resampled log residual of the fit)."""
-    from .comparisons import EXTRAP_COLS
+    from .comparisons import EXTRAP_COLS, extrapolation_row
 
     ident = {"variant": fin["variant"].iloc[0], "objective": fin["objective"].iloc[0]}
     groups = _groups(fin["budget"].fillna("").astype(str).to_numpy())
@@ -316,23 +316,8 @@ def extrapolation_check(fin: pd.DataFrame, opts, rng: np.random.Generator) -> pd
     fits, notes = frontier_fits(train, opts.compute, opts.n_boot, rng, opts.huber_delta)
     front = final_frontier(train, opts.compute)
     front = front[front["on_frontier"]]
-    q = 50 * (1 - opts.ci_level)
-    rows = []
-    for form, f in fits.items():
-        row = {**ident, "form": form, "held_out_size": f"{best['budget'] or best['size']} (best: {best['size']})",
-               "c_eval": c_eval, "c_max_train": float(train[opts.compute].max()), "actual_loss": actual}
-        if f is None:
-            rows.append({**row, "status": "failed", "note": notes.get(form, "")})
-            continue
-        pred = float(f.predict(c_eval))
-        row.update(status="ok", note="", predicted_loss=pred, rel_error=(pred - actual) / actual)
-        if f.draws is not None:
-            p = f.predict_draws([c_eval])[:, 0]
-            p = p[np.isfinite(p)]
-            resid = np.log(f.predict(front[opts.compute].to_numpy(float))) - np.log(front["loss"].to_numpy(float))
-            p = p * np.exp(-rng.choice(resid, size=p.size))  # truth = fit - residual
-            if p.size:
-                row["pi_lo"], row["pi_hi"] = np.percentile(p, [q, 100 - q])
-                row["inside"] = bool(row["pi_lo"] <= actual <= row["pi_hi"])
-        rows.append(row)
+    base = {**ident, "held_out_size": f"{best['budget'] or best['size']} (best: {best['size']})",
+            "c_eval": c_eval, "c_max_train": float(train[opts.compute].max()), "actual_loss": actual}
+    rows = [extrapolation_row(base, form, f, notes.get(form, ""), front[opts.compute], front["loss"], rng, opts.ci_level)
+            for form, f in fits.items()]
     return pd.DataFrame(rows, columns=EXTRAP_COLS)

@@ -64,7 +64,8 @@ CURVE_COLUMNS = [
 TRAJECTORY_FIELDS = ("seq_len", "batch_size", "lr", "weight_decay", "beta1", "beta2", "grad_clip", "seed",
                      "schedule", "warmup_tokens", "eval_tokens", "eval_batch_size")
 TRAINING_CODE = ("loop.py", "data.py", "checkpoint.py", "device.py", "tokenizer.py")
-# Fault injection for the tests: a loss made NaN at this optimiser step (never set in a study).
+# Fault injection for the tests: a loss made NaN at this optimiser step, of every run or of one variant
+# ("<variant>:<step>"); never set in a study.
 FAULT_NAN_STEP_ENV = "ARCHSCALE_FAULT_NAN_STEP"
 
 
@@ -304,6 +305,15 @@ def save_checkpoint(s: Session, ckpt_dir, pinned=()) -> None:
                     {"rows": s.rows, "elapsed_s": s.elapsed, "acc": s.acc, "key": s.key}, pinned=pinned)
 
 
+def _fault_here(s: Session) -> bool:
+    """Test fault injection: ARCHSCALE_FAULT_NAN_STEP = "<step>" (every run) or "<variant>:<step>"."""
+    value = os.environ.get(FAULT_NAN_STEP_ENV)
+    if not value:
+        return False
+    variant, _, step = value.rpartition(":")
+    return step == str(s.step) and variant in ("", s.variant)
+
+
 def train_step(s: Session) -> bool:
     """One optimiser step at the scheduled rate; False (and status 'diverged') if the loss blew up."""
     s.step += 1
@@ -313,7 +323,7 @@ def train_step(s: Session) -> bool:
     batch = to_device(train_batch(s.train_tokens, s.step, s.cfg.batch_size, s.cfg.seq_len, s.cfg.seed), s.device)
     with autocast(s.device):
         loss = s.loss_fn(batch, s.generator)
-    if os.environ.get(FAULT_NAN_STEP_ENV) == str(s.step):
+    if _fault_here(s):
         loss = loss * float("nan")
     value = float(loss.detach())
     if not math.isfinite(value) or value > s.cfg.diverge_factor * s.model.chance_loss():

@@ -273,12 +273,13 @@ def slurm_run(cluster, tmp_path_factory):
 
 # --------------------------------------------------------------------------------------------
 def test_every_training_run_was_a_slurm_job_with_a_gpu(slurm_run):
-    # as many runs as Snakemake planned train jobs ("Job stats:" table at the start of its output)
-    planned = re.search(r"^train\s+(\d+)\s*$", slurm_run.output, flags=re.M)
-    assert planned, f"no train jobs in Snakemake's job stats\n{slurm_run.diagnostics()}"
+    # as many runs as Snakemake planned training jobs: the wsd study's stable runs and cooldowns
+    # ("Job stats:" table at the start of its output)
+    planned = {rule: re.search(rf"^{rule}\s+(\d+)\s*$", slurm_run.output, flags=re.M) for rule in ("stable", "cooldown")}
+    assert all(planned.values()), f"no stable/cooldown jobs in Snakemake's job stats\n{slurm_run.diagnostics()}"
+    n_jobs = sum(int(m.group(1)) for m in planned.values())
     infos = slurm_run.infos
-    assert len(infos) == int(planned.group(1)) > 0, \
-        f"{len(infos)} run.json files for {planned.group(1)} train jobs\n{slurm_run.diagnostics()}"
+    assert len(infos) == n_jobs > 0, f"{len(infos)} run.json files for {n_jobs} training jobs\n{slurm_run.diagnostics()}"
     no_job = [run_id for run_id, info in infos.items() if not info.get("slurm_job_id")]
     assert not no_job, f"runs not trained inside a SLURM job: {no_job}\n{slurm_run.diagnostics()}"
     ids = [info["slurm_job_id"] for info in infos.values()]
