@@ -57,8 +57,8 @@ def test_outputs_exist_and_curves_are_finite(root, study):
 
 
 def test_adding_a_budget_reruns_only_its_cooldowns_and_the_analysis(root, study):
-    """A budget inside every stable run's range needs only its cooldowns; one beyond the end also
-    extends the stable runs that reach it (which resume from their last checkpoint)."""
+    """A budget inside every stable run's range needs only its cooldowns, and so does one beyond
+    the stable runs' ends (its cooldown trains on from the stable run's last checkpoint)."""
     cfg = yaml.safe_load((study / "config.yaml").read_text())
     cfg["budgets"]["levels"] = [1.5e10, 2e10, 3e10, 6e10]
     inside = study / "budget_inside.yaml"
@@ -79,7 +79,8 @@ def test_adding_a_budget_reruns_only_its_cooldowns_and_the_analysis(root, study)
     jobs = _job_counts(out.stdout + out.stderr)
     new = [r for r in load_study(cfg, root / "workflow" / "schemas" / "config.schema.yaml")["runs"]
            if r["budget"] == "C8e10"]
-    assert jobs.get("cooldown") == len(new) and jobs.get("stable") == len({r["lineage"] for r in new}), jobs
+    # beyond the stable runs' ends: the new cooldowns train on from each stable run's last checkpoint
+    assert jobs.get("cooldown") == len(new) > 0 and "stable" not in jobs, jobs
 
 
 def test_report_pdf_opens_and_has_the_sections(study):

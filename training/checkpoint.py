@@ -71,8 +71,9 @@ def _step_of(meta_path: Path) -> int:
     return int(meta_path.stem.split("-")[1])
 
 
-def save(ckpt_dir, step: int, tensors: dict, state: dict, keep: int = 2, pinned=()) -> Path:
-    """Write the checkpoint of `step`; keep the newest `keep` ones and every pinned step."""
+def save(ckpt_dir, step: int, tensors: dict, state: dict, keep: int | None = 2, pinned=()) -> Path:
+    """Write the checkpoint of `step`; keep the newest `keep` ones and every pinned step (keep=None:
+    delete nothing, for a checkpoint added to a folder another run owns)."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     stem = ckpt_dir / f"step-{step:08d}"
@@ -82,6 +83,8 @@ def save(ckpt_dir, step: int, tensors: dict, state: dict, keep: int = 2, pinned=
         except Exception as e:  # safetensors raises its own error type on a full disk
             raise OSError(f"cannot write checkpoint {stem.name} in {ckpt_dir}: {e} (check free space)") from None
     write_json(stem.with_suffix(".json"), {**state, "step": step, "tensors_sha256": _sha256(stem.with_suffix(".safetensors"))})
+    if keep is None:
+        return stem
     pinned = set(pinned)
     rotating = [m for m in sorted(ckpt_dir.glob("step-*.json")) if _step_of(m) not in pinned]
     for old in rotating[:-keep]:

@@ -300,9 +300,9 @@ def resume(s: Session, ckpt_dir, max_step: int | None = None) -> bool:
     return True
 
 
-def save_checkpoint(s: Session, ckpt_dir, pinned=()) -> None:
+def save_checkpoint(s: Session, ckpt_dir, pinned=(), keep: int | None = 2) -> None:
     checkpoint.save(ckpt_dir, s.step, checkpoint.collect_tensors(s.model, s.optimizer, s.generator),
-                    {"rows": s.rows, "elapsed_s": s.elapsed, "acc": s.acc, "key": s.key}, pinned=pinned)
+                    {"rows": s.rows, "elapsed_s": s.elapsed, "acc": s.acc, "key": s.key}, keep=keep, pinned=pinned)
 
 
 def _fault_here(s: Session) -> bool:
@@ -450,9 +450,12 @@ def run_cooldown(variant: str, size_name: str, size_overrides: dict, cfg: TrainC
     if not resume(s, stable_ckpt_dir, max_step=branch):
         log.warning("no stable checkpoint at or before step %d in %s: training the stable phase from scratch",
                     branch, stable_ckpt_dir)
-    if s.step < branch:
+    start = s.step
+    if s.step < branch:  # a budget added later: train on at the constant rate from the nearest checkpoint
         stable_evals = set(cfg.eval_steps()) | {branch}
         train_until(s, branch, {k for k in stable_evals if k <= branch}, "stable")
+        if s.status == "ok":  # leave the branch for later budgets too (adds a file, deletes none)
+            save_checkpoint(s, stable_ckpt_dir, keep=None)
     s.rows = [r for r in s.rows if r["step"] <= branch]
     if not s.rows or s.rows[-1]["step"] != branch:
         eval_row(s, "stable")
@@ -460,4 +463,4 @@ def run_cooldown(variant: str, size_name: str, size_overrides: dict, cfg: TrainC
     cool_evals = {branch + max(1, round(n * q)) for q in (0.25, 0.5, 0.75)} | {cfg.total_steps}
     train_until(s, cfg.total_steps, cool_evals, "cooldown")
     return write_outputs(s, out_dir, {**(extra_info or {}), "branch_tokens": branch * cfg.tokens_per_step,
-                                      "resumed_from_step": s.rows[0]["step"] if s.resumed else 0})
+                                      "branched_from_step": start})

@@ -221,9 +221,11 @@ def _runs_of_size(config: dict, name: str, spec, size: dict, overrides: dict) ->
                              "train_config": dataclasses.asdict(cfg)})
             if tcfg["schedule"] == "wsd" and branches:
                 cfg = TrainConfig.from_dict(tcfg, tokens=max(branches), lr=lr, seed=seed, stable_only=True)
+                # the stable run's params name its trajectory, not where it ends (stable_tokens, read when it runs)
+                trajectory = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "tokens"}
                 stables.append({**ident, "stable_tokens": max(branches), "branch_tokens": sorted(set(branches)),
                                 "train_flops": size["train_flops_per_token"] * max(branches),
-                                "train_config": dataclasses.asdict(cfg)})
+                                "train_config": trajectory})
     return runs, stables
 
 
@@ -315,7 +317,9 @@ def load_study(config: dict, schema_path, cache_dir=None) -> dict:
     return study
 
 
-def stable_branches(config: dict, schema_path, lineage: str, cache_dir=".snakemake/archscale") -> list[int]:
-    """Token counts where the budgets of a wsd lineage branch off its stable run."""
+def stable_plan(config: dict, schema_path, lineage: str, cache_dir=".snakemake/archscale") -> tuple[int, list[int]]:
+    """(end, branches) of a wsd lineage's stable run under the study's current budgets: its last
+    budget's cooldown start, and the token counts where each budget's cooldown branches off."""
     study = load_study(config, schema_path, cache_dir)
-    return next((s["branch_tokens"] for s in study["stables"] if s["lineage"] == lineage), [])
+    stable = next(s for s in study["stables"] if s["lineage"] == lineage)
+    return stable["stable_tokens"], stable["branch_tokens"]

@@ -180,6 +180,25 @@ def test_a_cooldown_branched_from_the_stable_run_equals_the_schedule_trained_in_
         assert a["lr"].iloc[-1] == 0.0
 
 
+def test_a_budget_beyond_the_stable_run_trains_on_from_its_last_checkpoint(small_data, tmp_path):
+    """A budget added after the stable run ended beyond its end: its cooldown resumes from the stable
+    run's last checkpoint, trains the missing stable steps and leaves a checkpoint at its branch for
+    later budgets; the result equals the schedule trained in one go."""
+    from training.loop import run_cooldown, run_stable
+
+    stable = tmp_path / "stable"
+    run_stable("gpt2", "xs", {}, TrainConfig(**{**WSD, "tokens": 64 * 8 * 12}), small_data, stable)
+    later = TrainConfig(**{**WSD, "tokens": 64 * 8 * 32})  # branches at step 24, beyond the stable run's 12
+    info = run_cooldown("gpt2", "xs", {}, later, stable / "checkpoints", small_data, tmp_path / "cool")
+    assert info["branched_from_step"] == 12 and info["steps_done"] == 32
+    assert (stable / "checkpoints" / "step-00000024.json").is_file()
+    assert (stable / "checkpoints" / "step-00000012.json").is_file()  # nothing of the stable run deleted
+    run("gpt2", "xs", {}, later, small_data, tmp_path / "ref")
+    a = pd.read_csv(tmp_path / "cool" / "curve.csv").set_index("step")
+    b = pd.read_csv(tmp_path / "ref" / "curve.csv").set_index("step")
+    assert a.loc[32, "eval_loss"] == b.loc[32, "eval_loss"]
+
+
 def test_extending_a_stable_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     from training.loop import run_stable
 

@@ -75,11 +75,12 @@ def all_run_infos(wildcards=None):
 
 
 def stable_info(wildcards):
-    """A cooldown needs its lineage's stable run to have finished. `ancient`: a stable run that is
-    extended for a later budget does not make the finished cooldowns of earlier budgets stale (their
-    branch checkpoints are unchanged; the parameters of each cooldown name its whole trajectory).
+    """A cooldown branches from its lineage's stable run. The stable run's parameters leave out where
+    it ends (its last budget's branch, read when it runs): adding a budget beyond that end does not
+    rerun it (the new budget's cooldown trains on from the stable run's last checkpoint), so it never
+    reruns the cooldowns of the other budgets; any change of its trajectory reruns them all.
     """
-    return ancient(f"{STABLE_DIR}/run.json".format(**dict(wildcards.items())))
+    return f"{STABLE_DIR}/run.json".format(**dict(wildcards.items()))
 
 
 def train_size_config(wildcards):
