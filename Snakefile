@@ -42,6 +42,7 @@ localrules:
     frontier,
     fit,
     compare,
+    predict,
     figures,
     report,
 

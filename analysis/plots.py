@@ -277,6 +277,39 @@ def plot_allocation(isoflop: pd.DataFrame, allocation: pd.DataFrame, palette=Non
     return fig
 
 
+def plot_predictions(predictions: pd.DataFrame, ax=None, palette=None):
+    """Final loss predicted from the first part of each run's stable phase (analysis.predict) against the
+    actual final loss, with the prediction intervals; hollow markers lie outside their interval."""
+    fig, ax = _axes(ax)
+    ok = predictions[predictions["status"] == "ok"] if len(predictions) else predictions
+    title = "final loss predicted from the stable phase's start"
+    if not len(ok):
+        notes = predictions["note"].dropna().astype(str) if len(predictions) else pd.Series(dtype=str)
+        why = f"no run could be predicted ({notes.mode().iloc[0]})" if len(notes) else "no warmup-stable-decay runs"
+        return _empty(ax, title, why)
+    palette = palette or variant_palette(predictions["variant"])
+    for v, g in ok.groupby("variant"):
+        inside = g["inside"].astype(str).str.lower() == "true"
+        yerr = [np.maximum(g["predicted"] - g["lo"], 0), np.maximum(g["hi"] - g["predicted"], 0)]
+        ax.errorbar(g["actual"], g["predicted"], yerr=yerr, fmt="none", ecolor=palette[v], alpha=0.6, capsize=2)
+        ax.plot(g["actual"][inside], g["predicted"][inside], "o", color=palette[v], ms=5, label=v)
+        ax.plot(g["actual"][~inside], g["predicted"][~inside], "o", mfc="none", mec=palette[v], ms=6)
+    lims = [min(ok["actual"].min(), ok["lo"].min()) * 0.98, max(ok["actual"].max(), ok["hi"].max()) * 1.02]
+    ax.plot(lims, lims, "k-", lw=0.8)
+    level, fraction = float(ok["level"].iloc[0]), float(ok["fraction"].iloc[0])
+    cover = ok["inside"].astype(str).str.lower().eq("true")
+    ax.set(xscale="log", xlabel=f"actual final {LOSS_LABEL}", ylabel="predicted final loss",
+           title=f"from the first {fraction:.0%} of each stable phase: median |error| "
+                 f"{(ok['predicted'] - ok['actual']).abs().median():.3g} nats, {level:.0%} intervals cover "
+                 f"{int(cover.sum())}/{len(ok)}")
+    ax.title.set_fontsize(9)
+    _log_loss_axis(ax)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
 def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 0.95) -> dict:
     """{file stem: Figure} for every figure of ``figure_list.figure_stems`` (what the CLI and the
     workflow save); a figure the data cannot support says why instead of going missing."""
@@ -302,6 +335,7 @@ def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 
             figs[f"delta_alpha_{form}"] = _empty(plt.subplots(figsize=(6, 4.5))[1], f"delta alpha ({form})",
                                                  "fewer than two variants with this fit: no pair to compare")
     figs["extrapolation"] = plot_extrapolation(tables["extrapolation"], palette=palette)
+    figs["predictions"] = plot_predictions(tables.get("predictions", pd.DataFrame(columns=["status"])), palette=palette)
     missing = set(figure_stems(variants, objectives)) - set(figs)
     assert not missing, f"figures not made: {sorted(missing)}"  # the list and the library must agree
     return figs

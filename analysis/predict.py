@@ -55,7 +55,7 @@ LINEAGE = ("variant", "size", "seed", "lr")
 PREDICTION_COLS = ["run", "variant", "objective", "size", "seed", "lr", "budget", "status", "note", "n_points",
                    "cut_tokens", "branch_tokens", "final_tokens", "E", "E_lo", "E_hi", "stable_at_branch",
                    "se_fit", "bias", "drop", "n_donors", "kappa", "n_scores", "predicted", "lo", "hi", "actual",
-                   "branch_actual", "abs_error", "rel_error", "inside"]
+                   "branch_actual", "abs_error", "rel_error", "inside", "fraction", "level"]
 
 
 class PredictError(ValueError):
@@ -282,5 +282,5 @@ def predict_final_losses(curves, fraction: float = FRACTION, level: float = LEVE
     rows = pd.DataFrame([_early_row(f, min_points) for f in facts]).reindex(
         columns=list(dict.fromkeys(PREDICTION_COLS + ["branch_actual"])))
     p = _pool(rows)
-    out = [_finish_row(row, p, r, level) for r, row in enumerate(rows.to_dict("records"))]
-    return Predictions(pd.DataFrame(out).reindex(columns=PREDICTION_COLS), fraction, level)
+    out = pd.DataFrame([_finish_row(row, p, r, level) for r, row in enumerate(rows.to_dict("records"))])
+    return Predictions(out.assign(fraction=fraction, level=level).reindex(columns=PREDICTION_COLS), fraction, level)

@@ -492,6 +492,55 @@ def _extrapolation(pdf: _PDF, inp: ReportInputs) -> None:
                   "rel_error", "inside"]] if not ex.empty else ex)
 
 
+def prediction_sentences(pred: pd.DataFrame) -> list[str]:
+    """What the final-loss predictions (analysis.predict) did, in numbers from their table."""
+    if pred is None or not len(pred):
+        return ["No warmup-stable-decay runs: no final-loss predictions (they need stable and cooldown phases)."]
+    ok = pred[pred["status"] == "ok"]
+    fraction, level = float(pred["fraction"].iloc[0]), float(pred["level"].iloc[0])
+    out = [f"{len(ok)} of {len(pred)} runs predicted from the first {fraction:.0%} of their stable phase."]
+    if len(ok):
+        inside = ok["inside"].astype(str).str.lower().eq("true")
+        err = (ok["predicted"] - ok["actual"]).abs()
+        out.append(f"Median absolute error {fmt(err.median())} nats ({fmt(100 * ok['rel_error'].abs().median(), 2)}% of "
+                   f"the final loss; largest {fmt(err.max())} nats); the {level:.0%} intervals cover "
+                   f"{int(inside.sum())} of {len(ok)} actual final losses ({inside.mean():.0%}).")
+    for (status, note), g in pred[pred["status"] != "ok"].groupby(["status", pred["note"].fillna("").str.replace(
+            r" \(first \d+ tokens\)$", "", regex=True)]):
+        shown = ", ".join(g["run"].head(4)) + (", ..." if len(g) > 4 else "")
+        out.append(f"{status}: {len(g)} run(s), {note} ({shown}).")
+    return out
+
+
+def prediction_method() -> str:
+    from .predict import MIN_DONOR_LINEAGES, MIN_POINTS
+
+    return ("Each run's own stable rows from the end of its warmup to the given share of its stable phase (the tokens "
+            "before its cooldown starts) are fitted by L = E + A S^-a on log-loss (S = tokens - warmup/2, the "
+            f"learning-rate area; at least {MIN_POINTS} points) and extrapolated to the cooldown's start. The cooldown's "
+            "drop (ln final - ln loss at the branch) and the early fit's extrapolation bias are the means over runs of "
+            f"the same variant in other lineages (at least {MIN_DONOR_LINEAGES}; a lineage is one stable run: its budgets "
+            "share it, so they are left out), and their spread enters the interval with the fit's delta-method error. "
+            "The interval's width is calibrated on the other lineages' runs, each predicted the same way "
+            "(split-conformal on normalised errors). No prediction uses its run's own rows after the cut.")
+
+
+def _predictions(pdf: _PDF, inp: ReportInputs) -> None:
+    """Predicted vs actual final loss of every run, from the start of its stable phase."""
+    pred = inp.tables.get("predictions")
+    pdf.h2("Final loss of every run, predicted from its beginning")
+    pdf.para(prediction_method(), size=8.5)
+    pdf.bullets(prediction_sentences(pred), size=8.5)
+    if pred is None or not (pred["status"] == "ok").any():
+        return
+    pdf.figure(inp.figures.get("predictions"), width=120)
+    ok = pred[pred["status"] == "ok"].sort_values(["variant", "final_tokens"])
+    pdf.table(pd.DataFrame({"run": ok["run"], "points": ok["n_points"],
+                            f"predicted [{float(ok['level'].iloc[0]):.0%} interval]": [ci({**r, "predicted_lo": r["lo"], "predicted_hi": r["hi"]},
+                                                            "predicted") for r in ok.to_dict("records")],
+                            "actual": ok["actual"], "|error|": ok["abs_error"], "inside": ok["inside"]}), size=6.5)
+
+
 def _methods_caveats_appendix(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.add_page()
     pdf.h1("6 Methods")
@@ -518,5 +567,6 @@ def build_report(inp: ReportInputs) -> bytes:
     _comparison(pdf, inp)
     _accounting(pdf, inp, form)
     _extrapolation(pdf, inp)
+    _predictions(pdf, inp)
     _methods_caveats_appendix(pdf, inp)
     return bytes(pdf.output())

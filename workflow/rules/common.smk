@@ -157,6 +157,7 @@ def analysis_tables(wildcards=None):
         **primary_fit_tables(),
         **{name: path for name, path in FRONTIER_TABLES.items()},
         **{name: path for name, path in COMPARE_TABLES.items()},
+        "predictions": PREDICTION_TABLE,
         "curves": f"{RESULTS}/analysis/curves.csv",
     }
 
@@ -167,3 +168,4 @@ FRONTIER_TABLES = {
     for name in ("final_points", "transient", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "runs")
 }
 COMPARE_TABLES = {name: f"{RESULTS}/analysis/compare/{name}.csv" for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")}
+PREDICTION_TABLE = f"{RESULTS}/analysis/predict/predictions.csv"
