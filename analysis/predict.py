@@ -266,6 +266,20 @@ class Predictions:
                 "coverage": self.coverage()}
 
 
+def summary_line(table: pd.DataFrame) -> str:
+    """One line on a predictions table: runs predicted, median absolute error, interval coverage."""
+    if table is None or not len(table):
+        return ""
+    ok = table[table["status"] == "ok"]
+    line = (f"predictions: {len(ok)} of {len(table)} run(s) predicted from the first "
+            f"{float(table['fraction'].iloc[0]):.0%} of their stable phase")
+    if len(ok):
+        inside = ok["inside"].astype(str).str.lower().eq("true")
+        line += (f"; median absolute error {(ok['predicted'] - ok['actual']).abs().median():.3g} nats; "
+                 f"{float(table['level'].iloc[0]):.0%} intervals cover {int(inside.sum())}/{len(ok)}")
+    return line
+
+
 def predict_final_losses(curves, fraction: float = FRACTION, level: float = LEVEL,
                          min_points: int = MIN_POINTS) -> Predictions:
     """Predict every run's final loss from the first ``fraction`` of its stable phase (module docstring)."""

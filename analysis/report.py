@@ -505,8 +505,13 @@ def prediction_sentences(pred: pd.DataFrame) -> list[str]:
         out.append(f"Median absolute error {fmt(err.median())} nats ({fmt(100 * ok['rel_error'].abs().median(), 2)}% of "
                    f"the final loss; largest {fmt(err.max())} nats); the {level:.0%} intervals cover "
                    f"{int(inside.sum())} of {len(ok)} actual final losses ({inside.mean():.0%}).")
-    for (status, note), g in pred[pred["status"] != "ok"].groupby(["status", pred["note"].fillna("").str.replace(
-            r" \(first \d+ tokens\)$", "", regex=True)]):
+        raw = ok["note"].fillna("").astype(str).str.startswith("uncalibrated")
+        if raw.any():
+            out.append(f"{int(raw.sum())} interval(s) uncalibrated: too few runs of other lineages to calibrate on, "
+                       "so the normal quantile of the model's error was used.")
+    reason = (pred["note"].fillna("").str.replace(r" \(first \d+ tokens\)$", "", regex=True)
+              .str.replace(r"^\d+ stable point\(s\)", "too few stable points", regex=True))
+    for (status, note), g in pred[pred["status"] != "ok"].groupby(["status", reason]):
         shown = ", ".join(g["run"].head(4)) + (", ..." if len(g) > 4 else "")
         out.append(f"{status}: {len(g)} run(s), {note} ({shown}).")
     return out
