@@ -43,16 +43,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .fits import FitError, PowerLawFit, _eterm_jac, fit_eterm
+from .fits import FitError, PowerLawFit, _eterm_jac, fit_eterm, fit_pure
 from .table import validate_curves
 
 FRACTION = 0.3  # share of a run's stable tokens (up to its branch) the prediction may see
 LEVEL = 0.9  # interval level
-MIN_POINTS = 4  # early points after warmup the E + A S^-a fit needs (3 parameters, >= 1 residual dof)
+FORM_POINTS = {"eterm": 4, "pure": 3}  # early points each form needs (its parameters + 1 residual dof)
+FORMS = ("eterm", "pure")  # tried in this order: E + A S^-a, else (3 points or a failed fit) A S^-a
 MIN_DONOR_LINEAGES = 2  # other lineages of the variant whose cooldowns set the drop model
 FIT_DELTA = 1.0  # Huber delta on log-loss residuals: plain least squares at the scale of learning-curve noise
 LINEAGE = ("variant", "size", "seed", "lr")
-PREDICTION_COLS = ["run", "variant", "objective", "size", "seed", "lr", "budget", "status", "note", "n_points",
+PREDICTION_COLS = ["run", "variant", "objective", "size", "seed", "lr", "budget", "status", "note", "form", "n_points",
                    "cut_tokens", "branch_tokens", "final_tokens", "E", "E_lo", "E_hi", "stable_at_branch",
                    "se_fit", "bias", "drop", "n_donors", "kappa", "n_scores", "predicted", "lo", "hi", "actual",
                    "branch_actual", "abs_error", "rel_error", "inside", "fraction", "level"]
@@ -64,9 +65,11 @@ class PredictError(ValueError):
 
 @dataclass(frozen=True)
 class EarlyFit:
-    """L(S) = E + (S_c / S)^alpha on a run's early stable rows, S = tokens - ``offset`` (``fit``:
-    analysis.fits.PowerLawFit with x = S), with the covariance of (E, b, alpha) of fits' log-loss
-    parameterisation (b = alpha (ln S_c - u0), u0 = mean ln S of the fitted points) for the delta method."""
+    """L(S) = E + (S_c / S)^alpha on a run's early stable rows (``form`` "eterm"; "pure": E = 0), S = tokens -
+    ``offset`` (``fit``: analysis.fits.PowerLawFit with x = S), with the covariance of (E, b, alpha) of fits'
+    log-loss parameterisation (b = alpha (ln S_c - u0), u0 = mean ln S of the fitted points; zero for E in the
+    pure form) for the delta method."""
+    form: str
     fit: PowerLawFit
     offset: float
     u0: float
@@ -86,33 +89,39 @@ class EarlyFit:
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", g, self.cov, g), 0.0))
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Interval of the asymptote E (t with the fit's residual dof), statsmodels-style."""
+        """Interval of the asymptote E (t with the fit's residual dof), statsmodels-style; NaN for the pure form."""
+        if self.form == "pure":
+            return pd.DataFrame({"lower": [np.nan], "upper": [np.nan]}, index=pd.Index(["E"], name="param"))
         se = math.sqrt(max(self.cov[0, 0], 0.0))
         t = stats.t.ppf(1 - alpha / 2, max(self.dof, 1))
         return pd.DataFrame({"lower": [max(self.fit.E - t * se, 0.0)], "upper": [self.fit.E + t * se]},
                             index=pd.Index(["E"], name="param"))
 
 
-def fit_early_curve(tokens, loss, warmup_tokens: float = 0.0, min_points: int = MIN_POINTS) -> EarlyFit:
-    """E + A S^-a (S = tokens - warmup/2) on one run's early points, least squares on ln L; raises
-    PredictError with fewer than ``min_points`` points (at least 4: three parameters and one residual)."""
+def fit_early_curve(tokens, loss, warmup_tokens: float = 0.0, form: str = "eterm") -> EarlyFit:
+    """E + A S^-a ("eterm", >= 4 points) or A S^-a ("pure", >= 3) with S = tokens - warmup/2 on one run's early
+    points, least squares on ln L (fits.fit_eterm / fits.fit_pure); the covariance from the Jacobian and the
+    residual variance on n - (free parameters) degrees of freedom. PredictError when it cannot be fitted."""
     tokens, loss = np.asarray(tokens, float), np.asarray(loss, float)
-    if tokens.size < max(min_points, 4):
-        raise PredictError(f"{tokens.size} stable point(s) after warmup in the window; need >= {max(min_points, 4)}")
+    if form not in FORM_POINTS:
+        raise ValueError(f"form={form!r} is not allowed; use one of {', '.join(FORM_POINTS)}")
+    if tokens.size < FORM_POINTS[form]:
+        raise PredictError(f"{tokens.size} stable point(s) after warmup in the window; need >= {FORM_POINTS[form]}")
     offset = warmup_tokens / 2.0
     s = tokens - offset
     try:
-        fit = fit_eterm(s, loss, x_name="S", delta=FIT_DELTA)
+        fit = fit_eterm(s, loss, "S", FIT_DELTA) if form == "eterm" else fit_pure(s, loss, "S", FIT_DELTA)
     except FitError as e:
         raise PredictError(f"early-curve fit failed: {e}") from None
     u0 = float(np.mean(np.log(s)))
     theta = np.array([fit.E, fit.alpha * (math.log(fit.x_c) - u0), fit.alpha])
-    jac = _eterm_jac(theta, np.log(s) - u0, np.log(loss))
+    free = [0, 1, 2] if form == "eterm" else [1, 2]
+    jac = _eterm_jac(theta, np.log(s) - u0, np.log(loss))[:, free]
     resid = np.log(fit.predict(s)) - np.log(loss)
-    dof = tokens.size - 3
-    s2 = float(resid @ resid) / dof
-    cov = s2 * np.linalg.pinv(jac.T @ jac)
-    return EarlyFit(fit, offset, u0, cov, dof)
+    dof = tokens.size - len(free)
+    cov = np.zeros((3, 3))
+    cov[np.ix_(free, free)] = float(resid @ resid) / dof * np.linalg.pinv(jac.T @ jac)
+    return EarlyFit(form, fit, offset, u0, cov, dof)
 
 
 # ---------------------------------------------------------------- one row per run: what it shows and what it hides
@@ -133,22 +142,32 @@ def _run_facts(g: pd.DataFrame, fraction: float) -> dict:
             "early": early}
 
 
-def _early_row(f: dict, min_points: int) -> dict:
-    """Fit the early window: status, the stable prediction at the branch and its log SE."""
+def _early_row(f: dict, forms) -> dict:
+    """Fit the early window with every form in ``forms`` (each run's stable prediction at its branch, per form,
+    is what other runs' bias terms need); status, note and the first form that fitted (the run's own form)."""
     row = {k: v for k, v in f.items() if k not in ("early", "warmup", "status_run")}
     row["n_points"] = len(f["early"])
     if f["status_run"] != "ok":
         return {**row, "status": "refused", "note": f"run status {f['status_run']}: no final loss to predict"}
     if not np.isfinite(f["branch_tokens"]):
         return {**row, "status": "refused", "note": "no stable phase followed by a cooldown (not a wsd run)"}
-    try:
-        ef = fit_early_curve(f["early"]["tokens"], f["early"]["loss"], f["warmup"], min_points)
-    except PredictError as e:
-        status = "refused" if "need >=" in str(e) else "failed"
-        return {**row, "status": status, "note": f"{e} (first {f['cut_tokens']:.0f} tokens)"}
-    e_ci = ef.conf_int(0.05).iloc[0]
-    return {**row, "status": "ok", "note": "", "E": ef.fit.E, "E_lo": e_ci["lower"], "E_hi": e_ci["upper"],
-            "stable_at_branch": float(ef.predict(f["branch_tokens"])), "se_fit": float(ef.log_se(f["branch_tokens"])[0])}
+    errors = []
+    for form in forms:
+        try:
+            ef = fit_early_curve(f["early"]["tokens"], f["early"]["loss"], f["warmup"], form)
+        except PredictError as e:
+            errors.append(str(e))
+            continue
+        row.update({f"log_stable_{form}": float(np.log(ef.predict(f["branch_tokens"]))),
+                    f"se_{form}": float(ef.log_se(f["branch_tokens"])[0])})
+        if "form" not in row:
+            e_ci = ef.conf_int(0.05).iloc[0]
+            row.update(status="ok", note="", form=form, E=ef.fit.E, E_lo=e_ci["lower"], E_hi=e_ci["upper"],
+                       stable_at_branch=float(ef.predict(f["branch_tokens"])), se_fit=row[f"se_{form}"])
+    if "form" not in row:
+        status = "refused" if all("need >=" in e for e in errors) else "failed"
+        return {**row, "status": status, "note": f"{errors[-1]} (first {f['cut_tokens']:.0f} tokens)"}
+    return row
 
 
 # ---------------------------------------------------------------- other lineages: drop, bias, calibration
@@ -157,54 +176,56 @@ class _Pool:
     """Per-run arrays (one entry per run of the table) the leave-lineage-out steps index into."""
     variant: np.ndarray
     lineage: np.ndarray
-    fitted: np.ndarray  # the run's early fit succeeded
+    form: np.ndarray  # the run's own early-fit form ("" when it has none)
     has_cool: np.ndarray  # the run has a branch point and a final loss
-    log_stable: np.ndarray  # ln early-fit prediction at the branch
-    se_fit: np.ndarray
+    log_stable: dict  # form -> ln early-fit prediction at the branch (NaN where that form did not fit)
+    se_fit: dict  # form -> its log standard error
     drop: np.ndarray  # ln final - ln branch (observed)
-    bias: np.ndarray  # ln branch - ln early-fit prediction at the branch (observed; NaN without a fit)
+    log_branch: np.ndarray
     log_actual: np.ndarray
 
+    def bias(self, form: str) -> np.ndarray:
+        """ln branch - ln early-fit prediction at the branch with ``form`` (observed; NaN without that fit)."""
+        return self.log_branch - self.log_stable[form]
 
-def _pool(rows: pd.DataFrame) -> _Pool:
-    fitted = (rows["status"] == "ok").to_numpy()
-    has_cool = np.isfinite(rows["branch_actual"].to_numpy(float))
-    log_stable = np.log(rows["stable_at_branch"].to_numpy(float))
-    log_branch = np.log(rows["branch_actual"].to_numpy(float))
-    log_actual = np.log(rows["actual"].to_numpy(float))
+
+def _pool(rows: pd.DataFrame, forms) -> _Pool:
+    col = lambda name: rows[name].to_numpy(float) if name in rows else np.full(len(rows), np.nan)  # noqa: E731
+    log_branch, log_actual = np.log(col("branch_actual")), np.log(col("actual"))
     lineage = rows[list(LINEAGE)].astype(str).agg("/".join, axis=1).to_numpy()
-    return _Pool(rows["variant"].to_numpy(str), lineage, fitted, has_cool, log_stable, rows["se_fit"].to_numpy(float),
-                 log_actual - log_branch, np.where(fitted, log_branch - log_stable, np.nan), log_actual)
+    form = np.where(rows["status"] == "ok", rows["form"].fillna("") if "form" in rows else "", "").astype(str)
+    return _Pool(rows["variant"].to_numpy(str), lineage, form, np.isfinite(log_branch),
+                 {f: col(f"log_stable_{f}") for f in forms}, {f: col(f"se_{f}") for f in forms},
+                 log_actual - log_branch, log_branch, log_actual)
 
 
-def _correction(p: _Pool, j: int, exclude: np.ndarray) -> tuple[float, float, int] | None:
-    """(mean drop + mean bias, their predictive variance, n) for run j from same-variant runs outside
-    the excluded lineages; None when fewer than MIN_DONOR_LINEAGES lineages remain."""
+def _correction(p: _Pool, j: int, exclude: np.ndarray) -> tuple[float, float, float, int] | None:
+    """(mean drop, mean bias of run j's form, their predictive variance, n) from the same variant's runs outside
+    the excluded lineages; None when fewer than MIN_DONOR_LINEAGES lineages give a drop and a bias."""
     donors = (p.variant == p.variant[j]) & p.has_cool & ~np.isin(p.lineage, exclude)
-    if len(set(p.lineage[donors])) < MIN_DONOR_LINEAGES:
+    bias = p.bias(p.form[j])[donors]
+    bias = bias[np.isfinite(bias)]
+    if len(set(p.lineage[donors])) < MIN_DONOR_LINEAGES or bias.size < MIN_DONOR_LINEAGES:
         return None
-    drop, bias = p.drop[donors], p.bias[donors & p.fitted]
-    if bias.size < 2:
-        return None
-    n_d, n_b = drop.size, bias.size
-    var = drop.var(ddof=1) * (1 + 1 / n_d) + bias.var(ddof=1) * (1 + 1 / n_b)
-    return float(drop.mean() + bias.mean()), float(var), int(n_d)
+    drop = p.drop[donors]
+    var = drop.var(ddof=1) * (1 + 1 / drop.size) + bias.var(ddof=1) * (1 + 1 / bias.size)
+    return float(drop.mean()), float(bias.mean()), float(var), int(drop.size)
 
 
 def _predict_one(p: _Pool, j: int, exclude: np.ndarray):
-    """(ln prediction, sigma, mean drop part, n donors) of run j without the excluded lineages."""
-    corr = _correction(p, j, exclude)
-    if corr is None or not p.fitted[j]:
+    """(ln prediction, sigma, mean drop, mean bias, n donors) of run j without the excluded lineages."""
+    corr = _correction(p, j, exclude) if p.form[j] else None
+    if corr is None:
         return None
-    shift, var, n = corr
-    return p.log_stable[j] + shift, math.sqrt(p.se_fit[j] ** 2 + var), n
+    drop, bias, var, n = corr
+    return p.log_stable[p.form[j]][j] + drop + bias, math.sqrt(p.se_fit[p.form[j]][j] ** 2 + var), drop, bias, n
 
 
 def _kappa(p: _Pool, r: int, level: float) -> tuple[float, int]:
     """Conformal scale for run r: scores of every fitted run outside r's lineage, each predicted
     without its own and r's lineage."""
     scores = []
-    for j in np.flatnonzero(p.fitted & p.has_cool & (p.lineage != p.lineage[r])):
+    for j in np.flatnonzero((p.form != "") & p.has_cool & (p.lineage != p.lineage[r])):
         pred = _predict_one(p, j, np.array([p.lineage[j], p.lineage[r]]))
         if pred is not None and pred[1] > 0:
             scores.append(abs(p.log_actual[j] - pred[0]) / pred[1])
@@ -222,17 +243,14 @@ def _finish_row(row: dict, p: _Pool, r: int, level: float) -> dict:
     if pred is None:
         return {**row, "status": "refused",
                 "note": f"fewer than {MIN_DONOR_LINEAGES} other lineages of {row['variant']} with a cooldown and an "
-                        "early fit: no drop model"}
-    log_pred, sigma, n = pred
+                        f"early {row['form']} fit: no drop model"}
+    log_pred, sigma, drop, bias, n = pred
     kappa, m = _kappa(p, r, level)
-    corr = _correction(p, r, np.array([p.lineage[r]]))
-    donors = (p.variant == p.variant[r]) & p.has_cool & (p.lineage != p.lineage[r])
-    lo, hi = math.exp(log_pred - kappa * sigma), math.exp(log_pred + kappa * sigma)
+    lo, hi, predicted = math.exp(log_pred - kappa * sigma), math.exp(log_pred + kappa * sigma), math.exp(log_pred)
     note = "" if m >= math.ceil(1 / (1 - level)) - 1 else f"uncalibrated: {m} calibration score(s), normal quantile used"
-    return {**row, "note": note, "drop": float(p.drop[donors].mean()), "bias": corr[0] - float(p.drop[donors].mean()),
-            "n_donors": n, "kappa": kappa, "n_scores": m, "predicted": math.exp(log_pred), "lo": lo, "hi": hi,
-            "abs_error": abs(math.exp(log_pred) - row["actual"]),
-            "rel_error": math.exp(log_pred) / row["actual"] - 1, "inside": bool(lo <= row["actual"] <= hi)}
+    return {**row, "note": note, "drop": drop, "bias": bias, "n_donors": n, "kappa": kappa, "n_scores": m,
+            "predicted": predicted, "lo": lo, "hi": hi, "abs_error": abs(predicted - row["actual"]),
+            "rel_error": predicted / row["actual"] - 1, "inside": bool(lo <= row["actual"] <= hi)}
 
 
 @dataclass(frozen=True)
@@ -280,21 +298,23 @@ def summary_line(table: pd.DataFrame) -> str:
     return line
 
 
-def predict_final_losses(curves, fraction: float = FRACTION, level: float = LEVEL,
-                         min_points: int = MIN_POINTS) -> Predictions:
-    """Predict every run's final loss from the first ``fraction`` of its stable phase (module docstring)."""
+def predict_final_losses(curves, fraction: float = FRACTION, level: float = LEVEL, forms=FORMS) -> Predictions:
+    """Predict every run's final loss from the first ``fraction`` of its stable phase (module docstring);
+    ``forms``: the early-curve forms to try, in order (a run uses the first that fits)."""
     if not 0 < fraction < 1:
         raise ValueError(f"fraction={fraction!r} must be in (0, 1), e.g. 0.3 for the first 30% of the stable phase")
     if not 0 < level < 1:
         raise ValueError(f"level={level!r} must be in (0, 1), e.g. 0.9")
+    if not forms or any(f not in FORM_POINTS for f in forms):
+        raise ValueError(f"forms={forms!r}: give one or more of {', '.join(FORM_POINTS)}")
     curves = validate_curves(curves)
     if "phase" not in curves:
         raise ValueError("the curve table has no 'phase' column: predictions need warmup-stable-decay runs "
                          "(phase = stable / cooldown, as training/collect.py writes them)")
     curves = curves.assign(lr=curves["lr"] if "lr" in curves else np.nan)
     facts = [_run_facts(g.sort_values("tokens", kind="stable"), fraction) for _, g in curves.groupby("run", sort=True)]
-    rows = pd.DataFrame([_early_row(f, min_points) for f in facts]).reindex(
-        columns=list(dict.fromkeys(PREDICTION_COLS + ["branch_actual"])))
-    p = _pool(rows)
+    rows = pd.DataFrame([_early_row(f, forms) for f in facts])
+    rows = rows.reindex(columns=list(dict.fromkeys(PREDICTION_COLS + list(rows.columns))))
+    p = _pool(rows, forms)
     out = pd.DataFrame([_finish_row(row, p, r, level) for r, row in enumerate(rows.to_dict("records"))])
     return Predictions(out.assign(fraction=fraction, level=level).reindex(columns=PREDICTION_COLS), fraction, level)

@@ -518,12 +518,13 @@ def prediction_sentences(pred: pd.DataFrame) -> list[str]:
 
 
 def prediction_method() -> str:
-    from .predict import MIN_DONOR_LINEAGES, MIN_POINTS
+    from .predict import FORM_POINTS, MIN_DONOR_LINEAGES
 
     return ("Each run's own stable rows from the end of its warmup to the given share of its stable phase (the tokens "
             "before its cooldown starts) are fitted by L = E + A S^-a on log-loss (S = tokens - warmup/2, the "
-            f"learning-rate area; at least {MIN_POINTS} points) and extrapolated to the cooldown's start. The cooldown's "
-            "drop (ln final - ln loss at the branch) and the early fit's extrapolation bias are the means over runs of "
+            f"learning-rate area; at least {FORM_POINTS['eterm']} points; with {FORM_POINTS['pure']} points, or when "
+            "that fit fails, the pure power law A S^-a) and extrapolated to the cooldown's start. The cooldown's "
+            "drop (ln final - ln loss at the branch) and the early fit's extrapolation bias (of the same form) are the means over runs of "
             f"the same variant in other lineages (at least {MIN_DONOR_LINEAGES}; a lineage is one stable run: its budgets "
             "share it, so they are left out), and their spread enters the interval with the fit's delta-method error. "
             "The interval's width is calibrated on the other lineages' runs, each predicted the same way "

@@ -30,6 +30,9 @@ def test_early_fit_refuses_too_few_points():
     tokens, loss = _curve(np.random.default_rng(0), n=3)
     with pytest.raises(PredictError, match="3 stable point.*need >= 4"):
         fit_early_curve(tokens, loss)
+    assert fit_early_curve(tokens, loss, form="pure").conf_int().isna().all().all()  # no asymptote in A S^-a
+    with pytest.raises(PredictError, match="2 stable point.*need >= 3"):
+        fit_early_curve(tokens[:2], loss[:2], form="pure")
 
 
 def test_predictions_cover_near_nominal_on_synthetic_wsd_runs():
@@ -71,7 +74,7 @@ def test_runs_with_too_few_stable_points_are_refused_with_a_stated_status():
     t = predict_final_losses(curves).table
     refused = t[t["status"] == "refused"]
     assert len(refused) > 0
-    assert refused["note"].str.contains(r"stable point\(s\) after warmup in the window; need >= 4").all()
+    assert refused["note"].str.contains(r"stable point\(s\) after warmup in the window; need >= 3").all()
     assert refused["predicted"].isna().all()
     assert list(t.columns) == PREDICTION_COLS
 
