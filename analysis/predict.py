@@ -43,13 +43,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .fits import FitError, PowerLawFit, _eterm_jac, fit_eterm, fit_pure
+from .fits import FitError, _eterm_jac, fit_eterm, fit_pure
 from .table import validate_curves
 
 FRACTION = 0.3  # share of a run's stable tokens (up to its branch) the prediction may see
 LEVEL = 0.9  # interval level
-FORM_POINTS = {"eterm": 4, "pure": 3}  # early points each form needs (its parameters + 1 residual dof)
-FORMS = ("eterm", "pure")  # tried in this order: E + A S^-a, else (3 points or a failed fit) A S^-a
+FORM_POINTS = {"eterm": 4, "pure": 3, "flat": 3}  # early points each form needs (parameters + 1 residual dof; flat as pure)
+FORMS = ("eterm", "pure", "flat")  # tried in this order: E + A S^-a, else A S^-a, else (loss not falling) the level
 MIN_DONOR_LINEAGES = 2  # other lineages of the variant whose cooldowns set the drop model
 FIT_DELTA = 1.0  # Huber delta on log-loss residuals: plain least squares at the scale of learning-curve noise
 LINEAGE = ("variant", "size", "seed", "lr")
@@ -65,43 +65,63 @@ class PredictError(ValueError):
 
 @dataclass(frozen=True)
 class EarlyFit:
-    """L(S) = E + (S_c / S)^alpha on a run's early stable rows (``form`` "eterm"; "pure": E = 0), S = tokens -
-    ``offset`` (``fit``: analysis.fits.PowerLawFit with x = S), with the covariance of (E, b, alpha) of fits'
-    log-loss parameterisation (b = alpha (ln S_c - u0), u0 = mean ln S of the fitted points; zero for E in the
-    pure form) for the delta method."""
+    """ln L(S) = ln(E + exp(b - alpha (ln S - u0))) on a run's early stable rows, S = tokens - ``offset``: the
+    log-loss parameterisation of analysis.fits (E + (S_c/S)^alpha with b = alpha (ln S_c - u0), u0 = mean ln S
+    of the fitted points). ``form`` "eterm": E, b, alpha free; "pure": E = 0; "flat": E = 0 and alpha = 0 (a
+    window whose loss does not fall: its level). ``cov``: covariance of (E, b, alpha), zero where fixed."""
     form: str
-    fit: PowerLawFit
+    theta: tuple
     offset: float
     u0: float
     cov: np.ndarray = field(repr=False)
     dof: int
 
-    def _theta(self) -> np.ndarray:
-        return np.array([self.fit.E, self.fit.alpha * (math.log(self.fit.x_c) - self.u0), self.fit.alpha])
+    @property
+    def E(self) -> float:
+        return float(self.theta[0])
+
+    @property
+    def alpha(self) -> float:
+        return float(self.theta[2])
+
+    def _u(self, tokens) -> np.ndarray:
+        return np.log(np.atleast_1d(np.asarray(tokens, float)) - self.offset) - self.u0
 
     def predict(self, tokens):
-        return self.fit.predict(np.asarray(tokens, float) - self.offset)
+        """L at these token counts (a float for a scalar)."""
+        E, b, alpha = self.theta
+        out = E + np.exp(b - alpha * self._u(tokens))
+        return out if np.ndim(tokens) else float(out[0])
 
     def log_se(self, tokens) -> np.ndarray:
         """Standard error of ln L(tokens) (delta method)."""
-        u = np.log(np.atleast_1d(np.asarray(tokens, float)) - self.offset) - self.u0
-        g = _eterm_jac(self._theta(), u, np.zeros_like(u))  # d ln L / d theta, (n, 3)
+        u = self._u(tokens)
+        g = _eterm_jac(np.asarray(self.theta, float), u, np.zeros_like(u))  # d ln L / d theta, (n, 3)
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", g, self.cov, g), 0.0))
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Interval of the asymptote E (t with the fit's residual dof), statsmodels-style; NaN for the pure form."""
-        if self.form == "pure":
+        """Interval of the asymptote E (t with the fit's residual dof), statsmodels-style; NaN where E is fixed."""
+        if self.form != "eterm":
             return pd.DataFrame({"lower": [np.nan], "upper": [np.nan]}, index=pd.Index(["E"], name="param"))
         se = math.sqrt(max(self.cov[0, 0], 0.0))
         t = stats.t.ppf(1 - alpha / 2, max(self.dof, 1))
-        return pd.DataFrame({"lower": [max(self.fit.E - t * se, 0.0)], "upper": [self.fit.E + t * se]},
+        return pd.DataFrame({"lower": [max(self.E - t * se, 0.0)], "upper": [self.E + t * se]},
                             index=pd.Index(["E"], name="param"))
 
 
+def _theta(form: str, s: np.ndarray, loss: np.ndarray, u0: float) -> tuple:
+    """(E, b, alpha) of one form by fits.fit_eterm / fits.fit_pure (least squares on ln L), or the mean ln L."""
+    if form == "flat":
+        return 0.0, float(np.mean(np.log(loss))), 0.0
+    fit = fit_eterm(s, loss, "S", FIT_DELTA) if form == "eterm" else fit_pure(s, loss, "S", FIT_DELTA)
+    return float(fit.E), float(fit.alpha * (math.log(fit.x_c) - u0)), float(fit.alpha)
+
+
 def fit_early_curve(tokens, loss, warmup_tokens: float = 0.0, form: str = "eterm") -> EarlyFit:
-    """E + A S^-a ("eterm", >= 4 points) or A S^-a ("pure", >= 3) with S = tokens - warmup/2 on one run's early
-    points, least squares on ln L (fits.fit_eterm / fits.fit_pure); the covariance from the Jacobian and the
-    residual variance on n - (free parameters) degrees of freedom. PredictError when it cannot be fitted."""
+    """One form (EarlyFit) on one run's early points with S = tokens - warmup/2: "eterm" E + A S^-a (>= 4
+    points), "pure" A S^-a (>= 3), "flat" (>= 3; the level, for a window whose loss does not fall). The
+    covariance from the Jacobian and the residual variance on n - (free parameters) degrees of freedom.
+    PredictError when the form cannot be fitted (too few points, or fits.FitError)."""
     tokens, loss = np.asarray(tokens, float), np.asarray(loss, float)
     if form not in FORM_POINTS:
         raise ValueError(f"form={form!r} is not allowed; use one of {', '.join(FORM_POINTS)}")
@@ -109,19 +129,17 @@ def fit_early_curve(tokens, loss, warmup_tokens: float = 0.0, form: str = "eterm
         raise PredictError(f"{tokens.size} stable point(s) after warmup in the window; need >= {FORM_POINTS[form]}")
     offset = warmup_tokens / 2.0
     s = tokens - offset
+    u0 = float(np.mean(np.log(s)))
     try:
-        fit = fit_eterm(s, loss, "S", FIT_DELTA) if form == "eterm" else fit_pure(s, loss, "S", FIT_DELTA)
+        theta = _theta(form, s, loss, u0)
     except FitError as e:
         raise PredictError(f"early-curve fit failed: {e}") from None
-    u0 = float(np.mean(np.log(s)))
-    theta = np.array([fit.E, fit.alpha * (math.log(fit.x_c) - u0), fit.alpha])
-    free = [0, 1, 2] if form == "eterm" else [1, 2]
-    jac = _eterm_jac(theta, np.log(s) - u0, np.log(loss))[:, free]
-    resid = np.log(fit.predict(s)) - np.log(loss)
-    dof = tokens.size - len(free)
-    cov = np.zeros((3, 3))
-    cov[np.ix_(free, free)] = float(resid @ resid) / dof * np.linalg.pinv(jac.T @ jac)
-    return EarlyFit(form, fit, offset, u0, cov, dof)
+    free = {"eterm": [0, 1, 2], "pure": [1, 2], "flat": [1]}[form]
+    jac = _eterm_jac(np.asarray(theta), np.log(s) - u0, np.log(loss))[:, free]
+    ef = EarlyFit(form, theta, offset, u0, np.zeros((3, 3)), tokens.size - len(free))
+    resid = np.log(ef.predict(tokens)) - np.log(loss)
+    ef.cov[np.ix_(free, free)] = float(resid @ resid) / ef.dof * np.linalg.pinv(jac.T @ jac)
+    return ef
 
 
 # ---------------------------------------------------------------- one row per run: what it shows and what it hides
@@ -162,7 +180,7 @@ def _early_row(f: dict, forms) -> dict:
                     f"se_{form}": float(ef.log_se(f["branch_tokens"])[0])})
         if "form" not in row:
             e_ci = ef.conf_int(0.05).iloc[0]
-            row.update(status="ok", note="", form=form, E=ef.fit.E, E_lo=e_ci["lower"], E_hi=e_ci["upper"],
+            row.update(status="ok", note="", form=form, E=ef.E, E_lo=e_ci["lower"], E_hi=e_ci["upper"],
                        stable_at_branch=float(ef.predict(f["branch_tokens"])), se_fit=row[f"se_{form}"])
     if "form" not in row:
         status = "refused" if all("need >=" in e for e in errors) else "failed"
