@@ -7,17 +7,20 @@ budget. ``predict_final_losses`` predicts the last row's loss of every run from:
 1. **its own early stable rows**: rows with ``phase == "stable"``, tokens >= ``warmup_tokens`` (the rate
    has reached its peak) and tokens <= ``fraction`` x the run's branch tokens ("the first 30%" is 30% of
    the tokens its stable phase runs before its own cooldown starts, counted from token 0; the warmup is
-   inside that 30%). ``fit_early_curve`` fits L(S) = E + A S^-a on them, where S = tokens - warmup/2 is
-   the learning-rate area in peak-rate tokens (a linear warmup of w tokens does the work of w/2 tokens
-   at the peak rate; Tissue et al. 2024, "Scaling law with learning rate annealing"), with
-   ``analysis.fits.fit_eterm`` on log-loss, and extrapolates to the branch point, with a delta-method
-   standard error of the log prediction (residual variance on n - 3 degrees of freedom);
+   inside that 30%). ``fit_early_curve`` fits L(S) = E + A S^-a on them ("eterm", >= 4 points), where
+   S = tokens - warmup/2 is the learning-rate area in peak-rate tokens (a linear warmup of w tokens does
+   the work of w/2 tokens at the peak rate; Tissue et al. 2024, "Scaling law with learning rate
+   annealing"), by ``analysis.fits.fit_eterm`` on log-loss; with 3 points, or when that fit fails, the pure
+   power law A S^-a ("pure", ``fits.fit_pure``); when the loss does not fall in the window, its level
+   ("flat"). The fit is extrapolated to the branch point, with a delta-method standard error of the log
+   prediction (residual variance on n - (free parameters) degrees of freedom). Fewer than 3 points:
+   ``refused``;
 2. **the cooldown drop** of other lineages' finished runs: drop = ln(final loss) - ln(loss at the branch
    point), observed for every run with a cooldown; a run's drop is the mean over the runs of the same
    variant in *other* lineages (a lineage = variant, size, seed, lr: its budgets share one stable run, so
    they would leak its later stable rows); its spread enters the interval;
-3. an **extrapolation bias** the same way: ln(observed branch loss) - ln(early fit's prediction there),
-   averaged over the same other-lineage runs (the extrapolation from 30% of the stable phase to its end
+3. an **extrapolation bias** the same way: ln(observed branch loss) - ln(early fit's prediction there, with
+   the run's form), averaged over the same other-lineage runs (the extrapolation from 30% of the stable phase to its end
    is systematically off for curves that bend; the other lineages measure how much).
 
 prediction = exp(ln stable fit at branch + mean bias + mean drop). The run's own rows after its 30% cut

@@ -100,3 +100,13 @@ def test_summary_numbers_come_from_the_table():
     assert (ci["lower"] < ok.set_index("run")["predicted"]).all()
     assert isinstance(p.summary(), dict) and p.summary()["n_predicted"] == len(ok)
     assert pd.api.types.is_float_dtype(p.table["kappa"])
+
+
+def test_a_window_whose_loss_does_not_fall_is_predicted_by_its_level():
+    tokens = np.geomspace(3e4, 3e5, 5)
+    loss = 0.416 * np.exp(np.random.default_rng(0).normal(0, 1e-3, 5)) * (tokens / 3e4) ** 0.001
+    with pytest.raises(PredictError, match="does not decrease"):
+        fit_early_curve(tokens, loss, form="pure")
+    flat = fit_early_curve(tokens, loss, form="flat")
+    assert flat.predict(3e6) == pytest.approx(np.exp(np.log(loss).mean()))
+    assert 0 < flat.log_se(3e6)[0] < 0.01
