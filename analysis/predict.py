@@ -164,8 +164,8 @@ def _run_facts(g: pd.DataFrame, fraction: float) -> dict:
 
 
 def _early_row(f: dict, forms) -> dict:
-    """Fit the early window with every form in ``forms`` (each run's stable prediction at its branch, per form,
-    is what other runs' bias terms need); status, note and the first form that fitted (the run's own form)."""
+    """Fit the early window with every form in ``forms`` (a run's form is chosen later: the first that fitted
+    and that other lineages' runs give a bias for); status ok when some form fitted, else why not."""
     row = {k: v for k, v in f.items() if k not in ("early", "warmup", "status_run")}
     row["n_points"] = len(f["early"])
     if f["status_run"] != "ok":
@@ -180,12 +180,11 @@ def _early_row(f: dict, forms) -> dict:
             errors.append(str(e))
             continue
         row.update({f"log_stable_{form}": float(np.log(ef.predict(f["branch_tokens"]))),
-                    f"se_{form}": float(ef.log_se(f["branch_tokens"])[0])})
-        if "form" not in row:
+                    f"se_{form}": float(ef.log_se(f["branch_tokens"])[0]), "status": "ok", "note": ""})
+        if form == "eterm":
             e_ci = ef.conf_int(0.05).iloc[0]
-            row.update(status="ok", note="", form=form, E=ef.E, E_lo=e_ci["lower"], E_hi=e_ci["upper"],
-                       stable_at_branch=float(ef.predict(f["branch_tokens"])), se_fit=row[f"se_{form}"])
-    if "form" not in row:
+            row.update(E=ef.E, E_lo=e_ci["lower"], E_hi=e_ci["upper"])
+    if row.get("status") != "ok":
         status = "refused" if all("need >=" in e for e in errors) else "failed"
         return {**row, "status": status, "note": f"{errors[-1]} (first {f['cut_tokens']:.0f} tokens)"}
     return row
@@ -195,9 +194,9 @@ def _early_row(f: dict, forms) -> dict:
 @dataclass(frozen=True)
 class _Pool:
     """Per-run arrays (one entry per run of the table) the leave-lineage-out steps index into."""
+    forms: tuple  # early-fit forms in order of preference
     variant: np.ndarray
     lineage: np.ndarray
-    form: np.ndarray  # the run's own early-fit form ("" when it has none)
     has_cool: np.ndarray  # the run has a branch point and a final loss
     log_stable: dict  # form -> ln early-fit prediction at the branch (NaN where that form did not fit)
     se_fit: dict  # form -> its log standard error
@@ -209,44 +208,51 @@ class _Pool:
         """ln branch - ln early-fit prediction at the branch with ``form`` (observed; NaN without that fit)."""
         return self.log_branch - self.log_stable[form]
 
+    @property
+    def fitted(self) -> np.ndarray:
+        return np.any([np.isfinite(v) for v in self.log_stable.values()], axis=0)
+
 
 def _pool(rows: pd.DataFrame, forms) -> _Pool:
     col = lambda name: rows[name].to_numpy(float) if name in rows else np.full(len(rows), np.nan)  # noqa: E731
     log_branch, log_actual = np.log(col("branch_actual")), np.log(col("actual"))
     lineage = rows[list(LINEAGE)].astype(str).agg("/".join, axis=1).to_numpy()
-    form = np.where(rows["status"] == "ok", rows["form"].fillna("") if "form" in rows else "", "").astype(str)
-    return _Pool(rows["variant"].to_numpy(str), lineage, form, np.isfinite(log_branch),
-                 {f: col(f"log_stable_{f}") for f in forms}, {f: col(f"se_{f}") for f in forms},
+    ok = (rows["status"] == "ok").to_numpy()
+    return _Pool(tuple(forms), rows["variant"].to_numpy(str), lineage, np.isfinite(log_branch),
+                 {f: np.where(ok, col(f"log_stable_{f}"), np.nan) for f in forms}, {f: col(f"se_{f}") for f in forms},
                  log_actual - log_branch, log_branch, log_actual)
 
 
-def _correction(p: _Pool, j: int, exclude: np.ndarray) -> tuple[float, float, float, int] | None:
-    """(mean drop, mean bias of run j's form, their predictive variance, n) from the same variant's runs outside
-    the excluded lineages; None when fewer than MIN_DONOR_LINEAGES lineages give a drop and a bias."""
+def _correction(p: _Pool, j: int, exclude: np.ndarray, form: str) -> tuple[float, float, float, int] | None:
+    """(mean drop, mean bias of ``form``, their predictive variance, n) for run j from the same variant's runs
+    outside the excluded lineages; None when fewer than MIN_DONOR_LINEAGES lineages give a drop and a bias."""
     donors = (p.variant == p.variant[j]) & p.has_cool & ~np.isin(p.lineage, exclude)
-    bias = p.bias(p.form[j])[donors]
-    bias = bias[np.isfinite(bias)]
-    if len(set(p.lineage[donors])) < MIN_DONOR_LINEAGES or bias.size < MIN_DONOR_LINEAGES:
+    with_bias = donors & np.isfinite(p.bias(form))
+    if len(set(p.lineage[with_bias])) < MIN_DONOR_LINEAGES:
         return None
-    drop = p.drop[donors]
+    drop, bias = p.drop[donors], p.bias(form)[with_bias]
     var = drop.var(ddof=1) * (1 + 1 / drop.size) + bias.var(ddof=1) * (1 + 1 / bias.size)
     return float(drop.mean()), float(bias.mean()), float(var), int(drop.size)
 
 
 def _predict_one(p: _Pool, j: int, exclude: np.ndarray):
-    """(ln prediction, sigma, mean drop, mean bias, n donors) of run j without the excluded lineages."""
-    corr = _correction(p, j, exclude) if p.form[j] else None
-    if corr is None:
-        return None
-    drop, bias, var, n = corr
-    return p.log_stable[p.form[j]][j] + drop + bias, math.sqrt(p.se_fit[p.form[j]][j] ** 2 + var), drop, bias, n
+    """(ln prediction, sigma, mean drop, mean bias, n donors, form) of run j without the excluded lineages,
+    with the first form that fitted run j and that the remaining runs give a bias for; None if there is none."""
+    for form in p.forms:
+        if not np.isfinite(p.log_stable[form][j]):
+            continue
+        corr = _correction(p, j, exclude, form)
+        if corr is not None:
+            drop, bias, var, n = corr
+            return p.log_stable[form][j] + drop + bias, math.sqrt(p.se_fit[form][j] ** 2 + var), drop, bias, n, form
+    return None
 
 
 def _kappa(p: _Pool, r: int, level: float) -> tuple[float, int]:
     """Conformal scale for run r: scores of every fitted run outside r's lineage, each predicted
     without its own and r's lineage."""
     scores = []
-    for j in np.flatnonzero((p.form != "") & p.has_cool & (p.lineage != p.lineage[r])):
+    for j in np.flatnonzero(p.fitted & p.has_cool & (p.lineage != p.lineage[r])):
         pred = _predict_one(p, j, np.array([p.lineage[j], p.lineage[r]]))
         if pred is not None and pred[1] > 0:
             scores.append(abs(p.log_actual[j] - pred[0]) / pred[1])
@@ -264,12 +270,13 @@ def _finish_row(row: dict, p: _Pool, r: int, level: float) -> dict:
     if pred is None:
         return {**row, "status": "refused",
                 "note": f"fewer than {MIN_DONOR_LINEAGES} other lineages of {row['variant']} with a cooldown and an "
-                        f"early {row['form']} fit: no drop model"}
-    log_pred, sigma, drop, bias, n = pred
+                        "early fit of a form this run has: no drop model"}
+    log_pred, sigma, drop, bias, n, form = pred
     kappa, m = _kappa(p, r, level)
     lo, hi, predicted = math.exp(log_pred - kappa * sigma), math.exp(log_pred + kappa * sigma), math.exp(log_pred)
     note = "" if m >= math.ceil(1 / (1 - level)) - 1 else f"uncalibrated: {m} calibration score(s), normal quantile used"
-    return {**row, "note": note, "drop": drop, "bias": bias, "n_donors": n, "kappa": kappa, "n_scores": m,
+    return {**row, "note": note, "form": form, "stable_at_branch": math.exp(p.log_stable[form][r]),
+            "se_fit": p.se_fit[form][r], "drop": drop, "bias": bias, "n_donors": n, "kappa": kappa, "n_scores": m,
             "predicted": predicted, "lo": lo, "hi": hi, "abs_error": abs(predicted - row["actual"]),
             "rel_error": predicted / row["actual"] - 1, "inside": bool(lo <= row["actual"] <= hi)}
 
