@@ -4,36 +4,42 @@ A wsd run (training/loop.py) trains at a constant rate after its warmup, branche
 (the last row with ``phase == "stable"``, 80% of its budget in the default study) and cools down to its
 budget. ``predict_final_losses`` predicts the last row's loss of every run from:
 
-1. **its own early stable rows**: rows with ``phase == "stable"``, tokens >= ``warmup_tokens`` (the rate
-   has reached its peak) and tokens <= ``fraction`` x the run's branch tokens ("the first 30%" is 30% of
-   the tokens its stable phase runs before its own cooldown starts, counted from token 0; the warmup is
-   inside that 30%). ``fit_early_curve`` fits L(S) = E + A S^-a on them ("eterm", >= 4 points), where
-   S = tokens - warmup/2 is the learning-rate area in peak-rate tokens (a linear warmup of w tokens does
-   the work of w/2 tokens at the peak rate; Tissue et al. 2024, "Scaling law with learning rate
-   annealing"), by ``analysis.fits.fit_eterm`` on log-loss; with 3 points, or when that fit fails, the pure
-   power law A S^-a ("pure", ``fits.fit_pure``); when the loss does not fall in the window, its level
-   ("flat"). The fit is extrapolated to the branch point, with a delta-method standard error of the log
-   prediction (residual variance on n - (free parameters) degrees of freedom). Fewer than 3 points:
-   ``refused``;
-2. **the cooldown drop** of other lineages' finished runs: drop = ln(final loss) - ln(loss at the branch
-   point), observed for every run with a cooldown; a run's drop is the mean over the runs of the same
-   variant in *other* lineages (a lineage = variant, size, seed, lr: its budgets share one stable run, so
-   they would leak its later stable rows); its spread enters the interval;
-3. an **extrapolation bias** the same way: ln(observed branch loss) - ln(early fit's prediction there, with
-   the run's form), averaged over the same other-lineage runs (the extrapolation from 30% of the stable phase to its end
-   is systematically off for curves that bend; the other lineages measure how much).
+1. **its own early stable rows** (the *window*): rows with ``phase == "stable"``, tokens >= ``warmup_tokens``
+   (the rate has reached its peak) and tokens <= ``fraction`` x the run's branch tokens ("the first 30%" is
+   30% of the tokens its stable phase runs before its own cooldown starts, counted from token 0, so the
+   warmup is inside it). ``fit_early_curve`` summarises the window in one of three *forms*, each giving
+   ln L at the branch point with a delta-method standard error (residual variance on n - (free parameters)
+   degrees of freedom), with S = tokens - warmup/2 the learning-rate area in peak-rate tokens (a linear
+   warmup of w tokens does the work of w/2 at the peak rate; Tissue et al. 2024, "Scaling law with learning
+   rate annealing"):
+   "eterm" L = E + A S^-a (``fits.fit_eterm`` on log-loss, >= 4 points), "pure" L = A S^-a (``fits.fit_pure``,
+   >= 3) and "level" (the window's geometric-mean loss, >= 2: no extrapolation of its own; the bias below
+   carries it to the branch). Fewer than 2 points: ``refused``;
+2. **the cooldown drop**: drop = ln(final loss) - ln(loss at the branch point), observed on every finished
+   run; a run's drop is the mean over the runs of the same variant in *other* lineages (a lineage = variant,
+   size, seed, lr: its budgets share one stable run, so they would leak its later stable rows);
+3. **the extrapolation bias** of the form, the same way: ln(observed branch loss) - ln(the form's value at the
+   branch from that run's own window), averaged over the same other-lineage runs (an extrapolation from 30%
+   of the stable phase to its end is systematically off for curves that bend; the other lineages measure how
+   much; for "level" it is the typical ratio between the window's level and the branch loss).
 
-prediction = exp(ln stable fit at branch + mean bias + mean drop). The run's own rows after its 30% cut
-(its branch loss, its cooldown, its final loss) and every row of its lineage's other budgets are never used.
+prediction = exp(form at branch + mean bias + mean drop). Which form: the one whose predictions of the runs
+of *other* lineages (each made the same way without its own and the target's lineage) have the smallest
+median absolute log error - a cross-validated choice, per run (in the default study every run chose
+"level": with 2-5 early points on curves with plateaus, a fitted extrapolation was worse than the other
+lineages' window-to-branch ratio; the forms' numbers are in the report).
 
 **Interval** (level ``level``, 90% by default): a model standard deviation sigma^2 = se_fit^2 +
-var(drop) (1 + 1/n) + var(bias) (1 + 1/n) over the n other-lineage runs, scaled by a factor kappa
-calibrated on other lineages (split-conformal with normalised scores): every run j of another lineage
-is predicted the same way (also without the target's lineage), its score is |ln actual_j - ln predicted_j| /
-sigma_j, and kappa is the ceil((m + 1) level)-th smallest of the m scores. With fewer than
-ceil(1/(1 - level)) - 1 scores kappa is the normal quantile and the row says so ("uncalibrated").
-So the interval never uses the run's own final loss, and its coverage is near ``level`` when runs are
-exchangeable.
+var(drop) (1 + 1/n) + var(bias) (1 + 1/n) over the n other-lineage runs, scaled by a factor kappa calibrated
+on the same cross-check (split conformal with normalised scores): kappa is the ceil((m + 1) level)-th
+smallest of the m scores |ln actual_j - ln predicted_j| / sigma_j of the chosen form. With fewer than
+ceil(1/(1 - level)) - 1 scores kappa is the normal quantile and the row says so ("uncalibrated"). The
+coverage is near ``level`` across runs when runs are exchangeable; it is not guaranteed per variant.
+
+What a prediction uses: the run's own window (never its later stable rows, branch loss, cooldown or final
+loss, nor any row of its lineage's other budgets) and the complete curves of runs of other lineages (the
+same variant for drop and bias; every variant for the choice of form and kappa) - a leave-lineage-out
+cross-validation, the post-hoc stand-in for "runs already finished when this one reaches its 30%".
 
 Pure: numpy, scipy (through analysis.fits), pandas; nothing printed, no files.
 """
@@ -51,8 +57,8 @@ from .table import validate_curves
 
 FRACTION = 0.3  # share of a run's stable tokens (up to its branch) the prediction may see
 LEVEL = 0.9  # interval level
-FORM_POINTS = {"eterm": 4, "pure": 3, "flat": 3}  # early points each form needs (parameters + 1 residual dof; flat as pure)
-FORMS = ("eterm", "pure", "flat")  # tried in this order: E + A S^-a, else A S^-a, else (loss not falling) the level
+FORM_POINTS = {"eterm": 4, "pure": 3, "level": 2}  # early points each form needs (its parameters + 1 residual dof)
+FORMS = ("eterm", "pure", "level")  # candidate forms (order: ties and the uncalibrated fallback)
 MIN_DONOR_LINEAGES = 2  # other lineages of the variant whose cooldowns set the drop model
 FIT_DELTA = 1.0  # Huber delta on log-loss residuals: plain least squares at the scale of learning-curve noise
 LINEAGE = ("variant", "size", "seed", "lr")
@@ -70,8 +76,8 @@ class PredictError(ValueError):
 class EarlyFit:
     """ln L(S) = ln(E + exp(b - alpha (ln S - u0))) on a run's early stable rows, S = tokens - ``offset``: the
     log-loss parameterisation of analysis.fits (E + (S_c/S)^alpha with b = alpha (ln S_c - u0), u0 = mean ln S
-    of the fitted points). ``form`` "eterm": E, b, alpha free; "pure": E = 0; "flat": E = 0 and alpha = 0 (a
-    window whose loss does not fall: its level). ``cov``: covariance of (E, b, alpha), zero where fixed."""
+    of the fitted points). ``form`` "eterm": E, b, alpha free; "pure": E = 0; "level": E = 0 and alpha = 0 (the
+    window's geometric-mean loss). ``cov``: covariance of (E, b, alpha), zero where fixed."""
     form: str
     theta: tuple
     offset: float
@@ -114,7 +120,7 @@ class EarlyFit:
 
 def _theta(form: str, s: np.ndarray, loss: np.ndarray, u0: float) -> tuple:
     """(E, b, alpha) of one form by fits.fit_eterm / fits.fit_pure (least squares on ln L), or the mean ln L."""
-    if form == "flat":
+    if form == "level":
         return 0.0, float(np.mean(np.log(loss))), 0.0
     fit = fit_eterm(s, loss, "S", FIT_DELTA) if form == "eterm" else fit_pure(s, loss, "S", FIT_DELTA)
     return float(fit.E), float(fit.alpha * (math.log(fit.x_c) - u0)), float(fit.alpha)
@@ -122,7 +128,7 @@ def _theta(form: str, s: np.ndarray, loss: np.ndarray, u0: float) -> tuple:
 
 def fit_early_curve(tokens, loss, warmup_tokens: float = 0.0, form: str = "eterm") -> EarlyFit:
     """One form (EarlyFit) on one run's early points with S = tokens - warmup/2: "eterm" E + A S^-a (>= 4
-    points), "pure" A S^-a (>= 3), "flat" (>= 3; the level, for a window whose loss does not fall). The
+    points), "pure" A S^-a (>= 3), "level" (>= 2; the geometric-mean loss of the points). The
     covariance from the Jacobian and the residual variance on n - (free parameters) degrees of freedom.
     PredictError when the form cannot be fitted (too few points, or fits.FitError)."""
     tokens, loss = np.asarray(tokens, float), np.asarray(loss, float)
@@ -137,7 +143,7 @@ def fit_early_curve(tokens, loss, warmup_tokens: float = 0.0, form: str = "eterm
         theta = _theta(form, s, loss, u0)
     except FitError as e:
         raise PredictError(f"early-curve fit failed: {e}") from None
-    free = {"eterm": [0, 1, 2], "pure": [1, 2], "flat": [1]}[form]
+    free = {"eterm": [0, 1, 2], "pure": [1, 2], "level": [1]}[form]
     jac = _eterm_jac(np.asarray(theta), np.log(s) - u0, np.log(loss))[:, free]
     ef = EarlyFit(form, theta, offset, u0, np.zeros((3, 3)), tokens.size - len(free))
     resid = np.log(ef.predict(tokens)) - np.log(loss)
@@ -235,44 +241,62 @@ def _correction(p: _Pool, j: int, exclude: np.ndarray, form: str) -> tuple[float
     return float(drop.mean()), float(bias.mean()), float(var), int(drop.size)
 
 
-def _predict_one(p: _Pool, j: int, exclude: np.ndarray):
-    """(ln prediction, sigma, mean drop, mean bias, n donors, form) of run j without the excluded lineages,
-    with the first form that fitted run j and that the remaining runs give a bias for; None if there is none."""
-    for form in p.forms:
-        if not np.isfinite(p.log_stable[form][j]):
-            continue
-        corr = _correction(p, j, exclude, form)
-        if corr is not None:
-            drop, bias, var, n = corr
-            return p.log_stable[form][j] + drop + bias, math.sqrt(p.se_fit[form][j] ** 2 + var), drop, bias, n, form
-    return None
+def _predict_form(p: _Pool, j: int, exclude: np.ndarray, form: str):
+    """(ln prediction, sigma, mean drop, mean bias, n donors) of run j with ``form`` without the excluded
+    lineages; None when run j has no such fit or the remaining runs give no bias for it."""
+    if not np.isfinite(p.log_stable[form][j]):
+        return None
+    corr = _correction(p, j, exclude, form)
+    if corr is None:
+        return None
+    drop, bias, var, n = corr
+    return p.log_stable[form][j] + drop + bias, math.sqrt(p.se_fit[form][j] ** 2 + var), drop, bias, n
 
 
-def _kappa(p: _Pool, r: int, level: float) -> tuple[float, int]:
-    """Conformal scale for run r: scores of every fitted run outside r's lineage, each predicted
-    without its own and r's lineage."""
-    scores = []
+def _cross_check(p: _Pool, r: int, form: str) -> tuple[np.ndarray, np.ndarray]:
+    """(|ln error|, |ln error| / sigma) of ``form`` on every run outside run r's lineage, each predicted without
+    its own and r's lineage: how well the form predicts runs run r's prediction does not touch."""
+    errors, scores = [], []
     for j in np.flatnonzero(p.fitted & p.has_cool & (p.lineage != p.lineage[r])):
-        pred = _predict_one(p, j, np.array([p.lineage[j], p.lineage[r]]))
+        pred = _predict_form(p, j, np.array([p.lineage[j], p.lineage[r]]), form)
         if pred is not None and pred[1] > 0:
-            scores.append(abs(p.log_actual[j] - pred[0]) / pred[1])
+            errors.append(abs(p.log_actual[j] - pred[0]))
+            scores.append(errors[-1] / pred[1])
+    return np.asarray(errors), np.asarray(scores)
+
+
+def _choose_form(p: _Pool, r: int, level: float):
+    """(form, kappa, m) for run r: among the forms run r can be predicted with, the one with the smallest median
+    absolute error on the other lineages' runs (``_cross_check``; forms with fewer than the calibration minimum
+    of scores only when none has it, then in FORMS order); kappa = the ceil((m + 1) level)-th smallest of its
+    m normalised scores (split conformal), or the normal quantile when m is below that minimum."""
+    need = math.ceil(1 / (1 - level)) - 1
+    candidates = []
+    for rank, form in enumerate(p.forms):
+        if _predict_form(p, r, np.array([p.lineage[r]]), form) is None:
+            continue
+        errors, scores = _cross_check(p, r, form)
+        key = (len(scores) < need, float(np.median(errors)) if len(scores) >= need else rank)
+        candidates.append((key, form, scores))
+    if not candidates:
+        return None
+    _, form, scores = min(candidates, key=lambda c: c[0])
     m = len(scores)
-    k = math.ceil((m + 1) * level)
-    if k > m:
-        return float(stats.norm.ppf(0.5 + level / 2)), m
-    return float(np.sort(scores)[k - 1]), m
+    if m < need:
+        return form, float(stats.norm.ppf(0.5 + level / 2)), m
+    return form, float(np.sort(scores)[math.ceil((m + 1) * level) - 1]), m
 
 
 def _finish_row(row: dict, p: _Pool, r: int, level: float) -> dict:
     if row["status"] != "ok":
         return row
-    pred = _predict_one(p, r, np.array([p.lineage[r]]))
-    if pred is None:
+    chosen = _choose_form(p, r, level)
+    if chosen is None:
         return {**row, "status": "refused",
                 "note": f"fewer than {MIN_DONOR_LINEAGES} other lineages of {row['variant']} with a cooldown and an "
                         "early fit of a form this run has: no drop model"}
-    log_pred, sigma, drop, bias, n, form = pred
-    kappa, m = _kappa(p, r, level)
+    form, kappa, m = chosen
+    log_pred, sigma, drop, bias, n = _predict_form(p, r, np.array([p.lineage[r]]), form)
     lo, hi, predicted = math.exp(log_pred - kappa * sigma), math.exp(log_pred + kappa * sigma), math.exp(log_pred)
     note = "" if m >= math.ceil(1 / (1 - level)) - 1 else f"uncalibrated: {m} calibration score(s), normal quantile used"
     return {**row, "note": note, "form": form, "stable_at_branch": math.exp(p.log_stable[form][r]),

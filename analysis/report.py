@@ -521,14 +521,30 @@ def prediction_method() -> str:
     from .predict import FORM_POINTS, MIN_DONOR_LINEAGES
 
     return ("Each run's own stable rows from the end of its warmup to the given share of its stable phase (the tokens "
-            "before its cooldown starts) are fitted by L = E + A S^-a on log-loss (S = tokens - warmup/2, the "
-            f"learning-rate area; at least {FORM_POINTS['eterm']} points; with {FORM_POINTS['pure']} points, or when "
-            "that fit fails, the pure power law A S^-a) and extrapolated to the cooldown's start. The cooldown's "
-            "drop (ln final - ln loss at the branch) and the early fit's extrapolation bias (of the same form) are the means over runs of "
-            f"the same variant in other lineages (at least {MIN_DONOR_LINEAGES}; a lineage is one stable run: its budgets "
-            "share it, so they are left out), and their spread enters the interval with the fit's delta-method error. "
-            "The interval's width is calibrated on the other lineages' runs, each predicted the same way "
-            "(split-conformal on normalised errors). No prediction uses its run's own rows after the cut.")
+            "before its cooldown starts) are summarised in three forms, each carried to the cooldown's start: "
+            f"L = E + A S^-a fitted on log-loss (S = tokens - warmup/2, the learning-rate area; >= {FORM_POINTS['eterm']} "
+            f"points), A S^-a (>= {FORM_POINTS['pure']}) and the window's level (>= {FORM_POINTS['level']}). Added to "
+            "each: the mean cooldown drop (ln final - ln loss at the branch) and the mean extrapolation bias of the form "
+            f"(ln branch loss - the form's value there) over runs of the same variant in other lineages (at least "
+            f"{MIN_DONOR_LINEAGES}; a lineage is one stable run, shared by its budgets, so they are left out). A run "
+            "uses the form that best predicts the other lineages' runs (median absolute error, each predicted the same "
+            "way); the interval is the model's error (the fit's delta-method error, the spread of drop and bias) "
+            "scaled by a split-conformal factor from those same cross-checked runs. No prediction uses its run's own "
+            "rows after the cut.")
+
+
+def prediction_by_variant(pred: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: runs, runs predicted, the forms used, median absolute error and interval coverage."""
+    ok = pred[pred["status"] == "ok"]
+    rows = []
+    for v, g in pred.groupby("variant", sort=True):
+        o = ok[ok["variant"] == v]
+        inside = o["inside"].astype(str).str.lower().eq("true")
+        rows.append({"variant": v, "runs": len(g), "predicted": len(o),
+                     "forms": ", ".join(f"{f} {n}" for f, n in o["form"].value_counts().items()) or "-",
+                     "median |error| (nats)": (o["predicted"] - o["actual"]).abs().median() if len(o) else np.nan,
+                     "coverage": f"{int(inside.sum())}/{len(o)}" if len(o) else "-"})
+    return pd.DataFrame(rows)
 
 
 def _predictions(pdf: _PDF, inp: ReportInputs) -> None:
@@ -540,8 +556,9 @@ def _predictions(pdf: _PDF, inp: ReportInputs) -> None:
     if pred is None or not (pred["status"] == "ok").any():
         return
     pdf.figure(inp.figures.get("predictions"), width=120)
+    pdf.table(prediction_by_variant(pred), size=7)
     ok = pred[pred["status"] == "ok"].sort_values(["variant", "final_tokens"])
-    pdf.table(pd.DataFrame({"run": ok["run"], "points": ok["n_points"],
+    pdf.table(pd.DataFrame({"run": ok["run"], "points": ok["n_points"], "form": ok["form"],
                             f"predicted [{float(ok['level'].iloc[0]):.0%} interval]": [ci({**r, "predicted_lo": r["lo"], "predicted_hi": r["hi"]},
                                                             "predicted") for r in ok.to_dict("records")],
                             "actual": ok["actual"], "|error|": ok["abs_error"], "inside": ok["inside"]}), size=6.5)

@@ -123,7 +123,7 @@ def test_the_prediction_subsection_states_error_and_coverage_from_its_table(craf
     from analysis.predict import predict_final_losses
     from analysis.synthetic import synthetic_wsd_runs
 
-    pred = predict_final_losses(synthetic_wsd_runs(np.random.default_rng(0), variants=("a", "b", "c"))).table
+    pred = predict_final_losses(synthetic_wsd_runs(np.random.default_rng(0), variants=("a", "b", "c"), eval_points=5)).table
     fig = write_figure(plot_predictions(pred), tmp_path / "predictions.png")
     inp = ReportInputs(**{**crafted.__dict__, "tables": {**crafted.tables, "predictions": pred},
                           "figures": {**crafted.figures, "predictions": fig}})
@@ -133,5 +133,5 @@ def test_the_prediction_subsection_states_error_and_coverage_from_its_table(craf
     assert f"the 90% intervals cover {int(ok['inside'].sum())} of {len(ok)} actual final losses" in flat
     assert f"{len(ok)} of {len(pred)} runs predicted from the first 30% of their stable phase" in flat
     refused = pred[pred["status"] == "refused"]
-    assert f"refused: {len(refused)} run(s)" in flat and "need >= 3" in flat
+    assert f"refused: {len(refused)} run(s)" in flat and "need >= 2" in flat
     assert "no final-loss predictions" in " ".join(pdf_text(build_report(crafted)).split())

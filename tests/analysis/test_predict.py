@@ -70,11 +70,11 @@ def test_a_prediction_never_uses_its_own_final_loss_or_its_lineage():
 
 
 def test_runs_with_too_few_stable_points_are_refused_with_a_stated_status():
-    curves = synthetic_wsd_runs(np.random.default_rng(0), **SYNTH, eval_points=6)
+    curves = synthetic_wsd_runs(np.random.default_rng(0), **SYNTH, eval_points=5)
     t = predict_final_losses(curves).table
     refused = t[t["status"] == "refused"]
     assert len(refused) > 0
-    assert refused["note"].str.contains(r"stable point\(s\) after warmup in the window; need >= 3").all()
+    assert refused["note"].str.contains(r"stable point\(s\) after warmup in the window; need >= 2").all()
     assert refused["predicted"].isna().all()
     assert list(t.columns) == PREDICTION_COLS
 
@@ -107,6 +107,6 @@ def test_a_window_whose_loss_does_not_fall_is_predicted_by_its_level():
     loss = 0.416 * np.exp(np.random.default_rng(0).normal(0, 1e-3, 5)) * (tokens / 3e4) ** 0.001
     with pytest.raises(PredictError, match="does not decrease"):
         fit_early_curve(tokens, loss, form="pure")
-    flat = fit_early_curve(tokens, loss, form="flat")
+    flat = fit_early_curve(tokens, loss, form="level")
     assert flat.predict(3e6) == pytest.approx(np.exp(np.log(loss).mean()))
     assert 0 < flat.log_se(3e6)[0] < 0.01
