@@ -170,10 +170,10 @@ def _run_facts(g: pd.DataFrame, fraction: float) -> dict:
 
 
 def _early_row(f: dict, forms) -> dict:
-    """Fit the early window with every form in ``forms`` (a run's form is chosen later: the first that fitted
-    and that other lineages' runs give a bias for); status ok when some form fitted, else why not."""
+    """Fit the early window with every form in ``forms`` (which one a run uses is chosen later, by its
+    cross-check); status ok when some form fitted, else why not. ``run_ok``: the run finished (a donor)."""
     row = {k: v for k, v in f.items() if k not in ("early", "warmup", "status_run")}
-    row["n_points"] = len(f["early"])
+    row.update(n_points=len(f["early"]), run_ok=f["status_run"] == "ok")
     if f["status_run"] != "ok":
         return {**row, "status": "refused", "note": f"run status {f['status_run']}: no final loss to predict"}
     if not np.isfinite(f["branch_tokens"]):
@@ -203,7 +203,7 @@ class _Pool:
     forms: tuple  # early-fit forms in order of preference
     variant: np.ndarray
     lineage: np.ndarray
-    has_cool: np.ndarray  # the run has a branch point and a final loss
+    has_cool: np.ndarray  # the run finished (status ok) with a branch point and a final loss: a donor
     log_stable: dict  # form -> ln early-fit prediction at the branch (NaN where that form did not fit)
     se_fit: dict  # form -> its log standard error
     drop: np.ndarray  # ln final - ln branch (observed)
@@ -224,7 +224,8 @@ def _pool(rows: pd.DataFrame, forms) -> _Pool:
     log_branch, log_actual = np.log(col("branch_actual")), np.log(col("actual"))
     lineage = rows[list(LINEAGE)].astype(str).agg("/".join, axis=1).to_numpy()
     ok = (rows["status"] == "ok").to_numpy()
-    return _Pool(tuple(forms), rows["variant"].to_numpy(str), lineage, np.isfinite(log_branch),
+    finished = rows["run_ok"].to_numpy(bool) & np.isfinite(log_branch) & np.isfinite(log_actual)
+    return _Pool(tuple(forms), rows["variant"].to_numpy(str), lineage, finished,
                  {f: np.where(ok, col(f"log_stable_{f}"), np.nan) for f in forms}, {f: col(f"se_{f}") for f in forms},
                  log_actual - log_branch, log_branch, log_actual)
 

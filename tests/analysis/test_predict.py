@@ -83,8 +83,11 @@ def test_diverged_runs_and_tables_without_phases():
     curves = synthetic_wsd_runs(np.random.default_rng(1), **SYNTH)
     run = curves["run"].iloc[0]
     curves.loc[curves["run"] == run, "status"] = "diverged"
+    base = predict_final_losses(curves).table.set_index("run")
+    curves.loc[curves["run"] == run, "loss"] *= 3.0  # a diverged run's losses are no donor's drop or bias
     t = predict_final_losses(curves).table.set_index("run")
     assert t.loc[run, "status"] == "refused" and "diverged" in t.loc[run, "note"]
+    pd.testing.assert_frame_equal(t.drop(index=run)[["predicted", "lo", "hi"]], base.drop(index=run)[["predicted", "lo", "hi"]])
     with pytest.raises(ValueError, match="no 'phase' column"):
         predict_final_losses(curves.drop(columns="phase"))
     with pytest.raises(ValueError, match="fraction"):
