@@ -43,6 +43,7 @@ localrules:
     fit,
     compare,
     sensitivity,
+    predict,
     figures,
     report,
 

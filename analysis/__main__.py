@@ -21,6 +21,7 @@ import pandas as pd
 from .io import (OutputFolderError, check_output_folder, replace_folder, safe_names, write_figure, write_file,
                  write_tables)
 from .options import AnalysisOptions
+from .predict import summary_line as prediction_summary
 from .stages import analyse
 from .table import OPTIONAL, REQUIRED, CurveTableError, thin_runs, validate_curves
 
@@ -147,6 +148,7 @@ def summary_lines(tables: dict, caught: list) -> list[str]:
     lines += _status_lines(fits, "L(C) fits", "form")
     lines += _status_lines(tables.get("ln_fits"), "L(N) fits with N =", "n_measure")
     lines += _status_lines(tables.get("extrapolation"), "extrapolation", "form")
+    lines += [line for line in [prediction_summary(tables.get("predictions"))] if line]
     if caught:
         first = caught[0]
         text = str(first.message).splitlines()[0].split(". ")[0][:120]

@@ -11,7 +11,7 @@ from __future__ import annotations
 PER_VARIANT = {"curves": "curves", "isoflop": "isoflop"}
 PER_OBJECTIVE = {"frontiers": "frontiers"}
 STUDY = ("optimal_allocation", "exponent_forest", "delta_alpha_pure", "delta_alpha_eterm", "extrapolation",
-         "loss_vs_params", "sensitivity")
+         "loss_vs_params", "sensitivity", "predictions")
 
 
 def figure_stems(variants, objectives) -> list[str]:

@@ -305,6 +305,47 @@ def plot_sensitivity(sens: pd.DataFrame, ax=None):
     ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.figure.tight_layout()
     return ax.figure
+def _prediction_panel(ax, ok: pd.DataFrame, palette: dict, title: str):
+    for v, g in ok.groupby("variant"):
+        inside = g["inside"].astype(str).str.lower() == "true"
+        yerr = [np.maximum(g["predicted"] - g["lo"], 0), np.maximum(g["hi"] - g["predicted"], 0)]
+        ax.errorbar(g["actual"], g["predicted"], yerr=yerr, fmt="none", ecolor=palette[v], alpha=0.6, capsize=2)
+        ax.plot(g["actual"][inside], g["predicted"][inside], "o", color=palette[v], ms=5, label=v)
+        ax.plot(g["actual"][~inside], g["predicted"][~inside], "o", mfc="none", mec=palette[v], ms=6)
+    lo = min(ok["actual"].min(), ok["lo"].min())
+    hi = max(ok["actual"].max(), ok["hi"].max())
+    pad = 0.03 * (hi - lo)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k-", lw=0.8)
+    ax.set(xlabel=f"actual final {LOSS_LABEL}", title=title)
+    ax.legend(fontsize=7, frameon=False)
+
+
+def plot_predictions(predictions: pd.DataFrame, ax=None, palette=None):
+    """Final loss predicted from the first part of each run's stable phase (analysis.predict) against the
+    actual final loss, with the prediction intervals; one panel per objective (their losses are on different
+    scales; ``ax`` is used when there is one objective); hollow markers lie outside their interval."""
+    ok = predictions[predictions["status"] == "ok"] if len(predictions) else predictions
+    if not len(ok):
+        fig, ax = _axes(ax)
+        notes = predictions["note"].dropna().astype(str) if len(predictions) else pd.Series(dtype=str)
+        why = f"no run could be predicted ({notes.mode().iloc[0]})" if len(notes) else "no warmup-stable-decay runs"
+        return _empty(ax, "final loss predicted from the stable phase's start", why)
+    palette = palette or variant_palette(predictions["variant"])
+    objectives = sorted(ok["objective"].unique())
+    if ax is not None and len(objectives) == 1:
+        fig, axes = ax.figure, [ax]
+    else:
+        fig, axes = plt.subplots(1, len(objectives), figsize=(4.2 * len(objectives) + 0.6, 4.2), squeeze=False)
+        axes = list(axes[0])
+    for a, obj in zip(axes, objectives):
+        _prediction_panel(a, ok[ok["objective"] == obj], palette, f"objective {obj}")
+    axes[0].set_ylabel("predicted final loss")
+    inside = ok["inside"].astype(str).str.lower().eq("true")
+    fig.suptitle(f"final loss from the first {float(ok['fraction'].iloc[0]):.0%} of each stable phase: median |error| "
+                 f"{(ok['predicted'] - ok['actual']).abs().median():.3g} nats; {float(ok['level'].iloc[0]):.0%} "
+                 f"intervals cover {int(inside.sum())}/{len(ok)}", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 0.95) -> dict:
@@ -338,6 +379,7 @@ def all_figures(curves, tables: dict, compute: str = "flops", ci_level: float = 
         figs["sensitivity"] = _empty(plt.subplots(figsize=(6, 4.5))[1], "alpha across analysis choices",
                                      "sensitivity not computed\n(analyse(..., sensitivity=True); the CLI without "
                                      "--no-sensitivity)")
+    figs["predictions"] = plot_predictions(tables.get("predictions", pd.DataFrame(columns=["status"])), palette=palette)
     missing = set(figure_stems(variants, objectives)) - set(figs)
     assert not missing, f"figures not made: {sorted(missing)}"  # the list and the library must agree
     return figs

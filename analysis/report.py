@@ -606,6 +606,78 @@ def _extrapolation(pdf: _PDF, inp: ReportInputs) -> None:
                   "rel_error", "inside"]] if not ex.empty else ex)
 
 
+def prediction_sentences(pred: pd.DataFrame) -> list[str]:
+    """What the final-loss predictions (analysis.predict) did, in numbers from their table."""
+    if pred is None or not len(pred):
+        return ["No warmup-stable-decay runs: no final-loss predictions (they need stable and cooldown phases)."]
+    ok = pred[pred["status"] == "ok"]
+    fraction, level = float(pred["fraction"].iloc[0]), float(pred["level"].iloc[0])
+    out = [f"{len(ok)} of {len(pred)} runs predicted from the first {fraction:.0%} of their stable phase."]
+    if len(ok):
+        inside = ok["inside"].astype(str).str.lower().eq("true")
+        err = (ok["predicted"] - ok["actual"]).abs()
+        out.append(f"Median absolute error {fmt(err.median())} nats ({fmt(100 * ok['rel_error'].abs().median(), 2)}% of "
+                   f"the final loss; largest {fmt(err.max())} nats); the {level:.0%} intervals cover "
+                   f"{int(inside.sum())} of {len(ok)} actual final losses ({inside.mean():.0%}).")
+        raw = ok["note"].fillna("").astype(str).str.startswith("uncalibrated")
+        if raw.any():
+            out.append(f"{int(raw.sum())} interval(s) uncalibrated: too few runs of other lineages to calibrate on, "
+                       "so the normal quantile of the model's error was used.")
+    reason = (pred["note"].fillna("").str.replace(r" \(first \d+ tokens\)$", "", regex=True)
+              .str.replace(r"^\d+ stable point\(s\)", "too few stable points", regex=True))
+    for (status, note), g in pred[pred["status"] != "ok"].groupby(["status", reason]):
+        shown = ", ".join(g["run"].head(4)) + (", ..." if len(g) > 4 else "")
+        out.append(f"{status}: {len(g)} run(s), {note} ({shown}).")
+    return out
+
+
+def prediction_method() -> str:
+    from .predict import FORM_POINTS, MIN_DONOR_LINEAGES
+
+    return ("Each run's own stable rows from the end of its warmup to the given share of its stable phase (the tokens "
+            "before its cooldown starts) are summarised in three forms, each carried to the cooldown's start: "
+            f"L = E + A S^-a fitted on log-loss (S = tokens - warmup/2, the learning-rate area; >= {FORM_POINTS['eterm']} "
+            f"points), A S^-a (>= {FORM_POINTS['pure']}) and the window's level (>= {FORM_POINTS['level']}). Added to "
+            "each: the mean cooldown drop (ln final - ln loss at the branch) and the mean extrapolation bias of the form "
+            f"(ln branch loss - the form's value there) over runs of the same variant in other lineages (at least "
+            f"{MIN_DONOR_LINEAGES}; a lineage is one stable run, shared by its budgets, so they are left out). A run "
+            "uses the form that best predicts the other lineages' runs (median absolute error, each predicted the same "
+            "way); the interval is the model's error (the fit's delta-method error, the spread of drop and bias) "
+            "scaled by a split-conformal factor from those same cross-checked runs. No prediction uses its run's own "
+            "rows after the cut.")
+
+
+def prediction_by_variant(pred: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: runs, runs predicted, the forms used, median absolute error and interval coverage."""
+    ok = pred[pred["status"] == "ok"]
+    rows = []
+    for v, g in pred.groupby("variant", sort=True):
+        o = ok[ok["variant"] == v]
+        inside = o["inside"].astype(str).str.lower().eq("true")
+        rows.append({"variant": v, "runs": len(g), "predicted": len(o),
+                     "forms": ", ".join(f"{f} {n}" for f, n in o["form"].value_counts().items()) or "-",
+                     "median |error| (nats)": (o["predicted"] - o["actual"]).abs().median() if len(o) else np.nan,
+                     "coverage": f"{int(inside.sum())}/{len(o)}" if len(o) else "-"})
+    return pd.DataFrame(rows)
+
+
+def _predictions(pdf: _PDF, inp: ReportInputs) -> None:
+    """Predicted vs actual final loss of every run, from the start of its stable phase."""
+    pred = inp.tables.get("predictions")
+    pdf.h2("Final loss of every run, predicted from its beginning")
+    pdf.para(prediction_method(), size=8.5)
+    pdf.bullets(prediction_sentences(pred), size=8.5)
+    if pred is None or not (pred["status"] == "ok").any():
+        return
+    pdf.figure(inp.figures.get("predictions"), width=120)
+    pdf.table(prediction_by_variant(pred), size=7)
+    ok = pred[pred["status"] == "ok"].sort_values(["variant", "final_tokens"])
+    pdf.table(pd.DataFrame({"run": ok["run"], "points": ok["n_points"], "form": ok["form"],
+                            f"predicted [{float(ok['level'].iloc[0]):.0%} interval]": [ci({**r, "predicted_lo": r["lo"], "predicted_hi": r["hi"]},
+                                                            "predicted") for r in ok.to_dict("records")],
+                            "actual": ok["actual"], "|error|": ok["abs_error"], "inside": ok["inside"]}), size=6.5)
+
+
 def _methods_caveats_appendix(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.add_page()
     pdf.h1("6 Methods")
@@ -633,5 +705,6 @@ def build_report(inp: ReportInputs) -> bytes:
     _comparison(pdf, inp)
     _accounting(pdf, inp, form)
     _extrapolation(pdf, inp)
+    _predictions(pdf, inp)
     _methods_caveats_appendix(pdf, inp)
     return bytes(pdf.output())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import comparisons as compare, finals
+from . import comparisons as compare, finals, predict
 from .bootstrap import FORMS, bootstrap_frontier, fit_frontier
 from .fits import FitError, bootstrap_approach3, fit_approach3, fit_pure
 from .frontier import RunCurves, variant_frontier
@@ -316,13 +316,24 @@ def sensitivity_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -
     return {"sensitivity": long, "sensitivity_summary": summarise(long)}
 
 
+# ---------------------------------------------------------------- final-loss predictions
+def predict_stage(curves) -> dict:
+    """Every wsd run's final loss predicted from the first 30% of its stable phase (analysis.predict);
+    a table without stable/cooldown phases gives an empty table."""
+    curves = validate_curves(curves)
+    if "phase" not in curves or not curves["phase"].isin(["stable"]).any():
+        return {"predictions": pd.DataFrame(columns=predict.PREDICTION_COLS)}
+    return {"predictions": predict.predict_final_losses(curves).table}
+
+
 def analyse(curves, opts: AnalysisOptions, rng: np.random.Generator, sensitivity: bool = False) -> dict:
-    """Frontier, fit and compare stages in order (and, when asked, the costlier sensitivity stage); each stage
-    gets its own copy of rng."""
+    """Frontier, fit, compare and predict stages in order (and, when asked, the costlier sensitivity stage);
+    each stage gets its own copy of rng."""
     curves = validate_curves(curves)
     tables = frontier_stage(curves, opts)
     tables.update(fit_stage(curves, opts, copy.deepcopy(rng)))
     tables.update(compare_stage(curves, tables, opts, copy.deepcopy(rng)))
+    tables.update(predict_stage(curves))
     if sensitivity:
         tables.update(sensitivity_stage(curves, opts, copy.deepcopy(rng)))
     return tables

@@ -91,3 +91,57 @@ def synthetic_budget_grid(rng: np.random.Generator, levels=(1e13, 3e13, 1e14, 3e
                     "params_total": int(n), "params_nonembedding": int(n), "tokens": tokens,
                     "flops": 6.0 * n * tokens, "flops_6n": 6.0 * n * tokens, "loss": loss}))
     return pd.concat(rows, ignore_index=True)
+
+
+def synthetic_wsd_runs(rng: np.random.Generator, variants=("a", "b"), n_sizes=4, budgets=(1.0, 2.0, 4.0),
+                       base_tokens=1.0e6, warmup_tokens=25_600, tokens_per_step=1024, eval_points=12,
+                       cooldown_fraction=0.2, E=3.0, A=400.0, a=0.4, shape_sd=0.1, drop=-0.06, drop_sd=0.01,
+                       eval_sd=0.003, seeds=(0,)) -> pd.DataFrame:
+    """Warmup-stable-decay runs shaped like the default study's (training/loop.py): per lineage
+    (variant, size, seed) one stable run at constant rate, evaluated at ``eval_points`` log-spaced steps
+    up to its longest budget's cooldown start; per budget a run holding the stable rows up to its branch
+    (0.8 x its tokens), a row at the branch and four cooldown rows. The stable curve is
+    L(D) = E + A S^-a with S = D - warmup/2 (the learning-rate area in peak-rate tokens; E, A, a of each
+    lineage drawn around the given values with log-SD ``shape_sd``); the final loss is the branch loss
+    times exp(drop + N(0, drop_sd)) (``drop`` may be a {variant: value} dict), cooldown rows in between
+    follow the 1-sqrt schedule's progress; every evaluation has multiplicative noise ``eval_sd``."""
+    rows = []
+    drops = drop if isinstance(drop, dict) else {v: drop for v in variants}
+    for v in variants:
+        for k in range(n_sizes):
+            n = int(2e4 * 2 ** k)
+            for seed in seeds:
+                rows += _wsd_lineage(rng, v, f"s{k}", n, seed, [base_tokens * b for b in budgets], warmup_tokens,
+                                     tokens_per_step, eval_points, cooldown_fraction,
+                                     [x * np.exp(rng.normal(0, shape_sd)) for x in (E, A, a)], drops[v], drop_sd,
+                                     eval_sd)
+    return pd.concat(rows, ignore_index=True)
+
+
+def _wsd_lineage(rng, variant, size, n, seed, budget_tokens, warmup, per_step, eval_points, cool, shape, drop,
+                 drop_sd, eval_sd) -> list:
+    E, A, a = shape
+    curve = lambda d: E + A * np.maximum(d - warmup / 2, d / 2) ** -a  # noqa: E731 (during warmup: half the tokens)
+    steps = [int(round(b * (1 - cool))) // per_step for b in budget_tokens]
+    evals = np.unique(np.round(np.logspace(0, np.log10(max(steps)), eval_points)).astype(int))
+    stable = {s: curve(s * per_step) * np.exp(rng.normal(0, eval_sd)) for s in set(evals) | set(steps)}
+    lineage = f"{variant}/{size}/seed{seed}_lr0.002"
+    out = []
+    for b_tok, branch in zip(budget_tokens, steps):
+        total = int(b_tok) // per_step
+        st = sorted(s for s in stable if s <= branch and (s in evals or s == branch))
+        final = stable[branch] * np.exp(drop + rng.normal(0, drop_sd))
+        cool_steps = [branch + max(1, round((total - branch) * q)) for q in (0.25, 0.5, 0.75, 1.0)]
+        progress = [1 - np.sqrt(1 - (s - branch) / (total - branch)) for s in cool_steps]  # share of the drop so far
+        cool_loss = [stable[branch] * np.exp(np.log(final / stable[branch]) * p) for p in progress[:-1]] + [final]
+        cool_loss = [x * np.exp(rng.normal(0, eval_sd)) for x in cool_loss[:-1]] + [final]
+        step = np.array(st + cool_steps)
+        tokens = step * per_step
+        out.append(pd.DataFrame({
+            "variant": variant, "objective": "causal", "size": size, "seed": seed, "lr": 0.002,
+            "run": f"{lineage}/D{b_tok:.3g}", "status": "ok", "budget": f"D{b_tok:.3g}", "budget_tokens": total * per_step,
+            "schedule": "wsd", "params_total": 2 * n, "params_nonembedding": n, "step": step, "tokens": tokens,
+            "flops": 6.0 * n * tokens, "flops_6n": 6.0 * n * tokens,
+            "loss": [stable[s] for s in st] + cool_loss, "eval_loss_se": eval_sd, "warmup_tokens": warmup,
+            "phase": ["stable"] * len(st) + ["cooldown"] * len(cool_steps)}))
+    return out

@@ -117,3 +117,24 @@ def test_a_variant_whose_sizes_form_one_tier_is_called_out(crafted):
     n = int((tiers["variant"] == "reformer").sum())
     assert f"reformer: all {n} sizes form one tier" in flat
     assert "gpt2: all" not in flat
+
+
+def test_the_prediction_subsection_states_error_and_coverage_from_its_table(crafted, tmp_path):
+    """The final-loss predictions of synthetic wsd runs: the report shows their figure, the median absolute
+    error and the interval coverage that the predictions table gives, and names the refused runs."""
+    from analysis.plots import plot_predictions
+    from analysis.predict import predict_final_losses
+    from analysis.synthetic import synthetic_wsd_runs
+
+    pred = predict_final_losses(synthetic_wsd_runs(np.random.default_rng(0), variants=("a", "b", "c"), eval_points=5)).table
+    fig = write_figure(plot_predictions(pred), tmp_path / "predictions.png")
+    inp = ReportInputs(**{**crafted.__dict__, "tables": {**crafted.tables, "predictions": pred},
+                          "figures": {**crafted.figures, "predictions": fig}})
+    flat = " ".join(pdf_text(build_report(inp)).split())
+    ok = pred[pred["status"] == "ok"]
+    assert f"Median absolute error {fmt((ok['predicted'] - ok['actual']).abs().median())} nats" in flat
+    assert f"the 90% intervals cover {int(ok['inside'].sum())} of {len(ok)} actual final losses" in flat
+    assert f"{len(ok)} of {len(pred)} runs predicted from the first 30% of their stable phase" in flat
+    refused = pred[pred["status"] == "refused"]
+    assert f"refused: {len(refused)} run(s)" in flat and "need >= 2" in flat
+    assert "no final-loss predictions" in " ".join(pdf_text(build_report(crafted)).split())

@@ -101,6 +101,14 @@ def test_report_pdf_opens_and_has_the_sections(study):
     assert (study / "results" / "report" / "figures" / "sensitivity.png").stat().st_size > 1000
     flat = " ".join(text.split())
     assert "Sensitivity to analysis choices" in flat and "range (same form) fragile changes under" in flat
+    pred = pd.read_csv(study / "results" / "analysis" / "predict" / "predictions.csv")  # one row per run, each stated
+    assert len(pred) == pred["run"].nunique() == len(_study_runs(study)) and pred["status"].notna().all()
+    assert "Final loss of every run, predicted from its beginning" in text
+    assert f"{int((pred['status'] == 'ok').sum())} of {len(pred)} runs predicted" in " ".join(text.split())
+
+
+def _study_runs(study):
+    return pd.read_csv(study / "results" / "analysis" / "runs.csv")
 
 
 def test_rerun_has_nothing_to_do(root, study):

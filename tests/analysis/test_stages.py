@@ -92,7 +92,7 @@ def test_analyse_equals_stage_calls(study, tables):
     fr = stages.frontier_stage(study, OPTS)
     ft = stages.fit_stage(study, OPTS, np.random.default_rng(OPTS.seed))
     cp = stages.compare_stage(study, ft, OPTS, np.random.default_rng(OPTS.seed))
-    staged = {**fr, **ft, **cp}
+    staged = {**fr, **ft, **cp, **stages.predict_stage(study)}
     assert staged.keys() == tables.keys()
     for k in tables:
         pd.testing.assert_frame_equal(staged[k], tables[k], obj=k)

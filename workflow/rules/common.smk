@@ -179,6 +179,7 @@ def analysis_tables(wildcards=None):
         **{name: path for name, path in FRONTIER_TABLES.items()},
         **{name: path for name, path in COMPARE_TABLES.items()},
         **{name: path for name, path in SENSITIVITY_TABLES.items()},
+        "predictions": PREDICTION_TABLE,
         "curves": f"{RESULTS}/analysis/curves.csv",
     }
 
@@ -204,3 +205,4 @@ SENSITIVITY_TABLES = {
     name: f"{RESULTS}/analysis/sensitivity/{name}.csv"
     for name in ("sensitivity", "sensitivity_summary")
 }
+PREDICTION_TABLE = f"{RESULTS}/analysis/predict/predictions.csv"

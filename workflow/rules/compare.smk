@@ -37,3 +37,21 @@ rule sensitivity:
         code=source_hash(*STATS_CODE),
     script:
         "../scripts/sensitivity.py"
+
+
+# Every wsd run's final loss predicted from the first 30% of its stable phase (analysis/predict.py).
+
+
+rule predict:
+    input:
+        curves=rules.curves.output.curves,
+    output:
+        predictions=PREDICTION_TABLE,
+    log:
+        f"{RESULTS}/logs/predict.log",
+    conda:
+        ENV
+    params:
+        code=source_hash(*STATS_CODE),
+    script:
+        "../scripts/predict.py"
