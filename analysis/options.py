@@ -34,7 +34,7 @@ class AnalysisOptions:
     n_boot_sensitivity: int = 200
 
     @property
-    def n_boot_a3(self) -> int:
+    def n_boot_approach3_resolved(self) -> int:
         return self.n_boot if self.n_boot_approach3 is None else self.n_boot_approach3
 
     def __post_init__(self):

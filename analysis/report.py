@@ -52,6 +52,7 @@ class ReportInputs:
     environment: dict = field(default_factory=dict)  # versions, commit, date, hardware
     job_runtimes: pd.DataFrame | None = None          # rule, job, seconds
     baselines: dict = field(default_factory=dict)     # chance_loss, unigram_loss of the evaluation set
+    lr_sweep: pd.DataFrame | None = None              # recorded lr sweep: variant, size, lr, final_loss
 
 
 def fmt(x, digits=3) -> str:
@@ -691,9 +692,44 @@ def _methods_caveats_appendix(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.h2("Runs")
     pdf.table(inp.runs[_present(inp.runs, ["run", "objective", "params_nonembedding", "final_loss", "status", "device",
                                            "elapsed_s"])], size=6.5)
+    if inp.lr_sweep is not None and not inp.lr_sweep.empty:
+        pdf.h2("Learning-rate sweep")
+        pdf.para(lr_sweep_sentence(inp), size=8.5)
+        pdf.table(lr_sweep_table(inp.lr_sweep, inp.runs), size=6.5)
     if inp.job_runtimes is not None and not inp.job_runtimes.empty:
         pdf.h2("Snakemake job runtimes (benchmark files)")
+        if "ratio" in inp.job_runtimes:
+            pdf.para(job_time_sentence(inp.job_runtimes), size=8.5)
         pdf.table(inp.job_runtimes, size=6.5)
+
+
+def lr_sweep_table(sweep: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and lr of the sweep: final loss, the best lr marked, and the lr this study's runs used."""
+    t = sweep[["variant", "size", "lr", "final_loss"]].copy()
+    best = t.loc[t.groupby(["variant", "size"])["final_loss"].idxmin(), ["variant", "size", "lr"]]
+    t["best"] = [("yes" if ((best["variant"] == v) & (best["size"] == s) & (best["lr"] == lr)).any() else "")
+                 for v, s, lr in zip(t["variant"], t["size"], t["lr"])]
+    if "lr" in runs.columns:
+        used = runs.groupby("variant")["lr"].agg(lambda x: ", ".join(f"{v:g}" for v in sorted(set(x))))
+        t["lr of this study"] = t["variant"].map(used).fillna("-")
+    return t.sort_values(["variant", "size", "lr"]).reset_index(drop=True)
+
+
+def lr_sweep_sentence(inp) -> str:
+    source = (_cfg(inp).get("report") or {}).get("lr_sweep") or "the recorded sweep"
+    return (f"Peak learning rate per variant from a recorded sweep ({source}): one size, the study's schedule, "
+            f"the final eval loss of each rate. Transfer assumption: the best rate at that size is used at every "
+            f"size of the study (the sizes differ by at most 8x in width, one schedule).")
+
+
+def job_time_sentence(jobs: pd.DataFrame) -> str:
+    """Predicted (`archscale plan` cost model) vs measured time of the training jobs."""
+    j = jobs.dropna(subset=["ratio"])
+    total = j["seconds"].sum() / j["predicted_s"].sum()
+    return (f"Measured / predicted training-job time (the plan's cost model): median ratio {j['ratio'].median():.2f} "
+            f"over {len(j)} jobs (middle 80%: {j['ratio'].quantile(0.1):.2f}-{j['ratio'].quantile(0.9):.2f}); "
+            f"all jobs together {j['seconds'].sum() / 60:.1f} min measured vs {j['predicted_s'].sum() / 60:.1f} min "
+            f"predicted (ratio {total:.2f}).")
 
 
 def build_report(inp: ReportInputs) -> bytes:

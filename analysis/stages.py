@@ -225,8 +225,8 @@ def _approach3(fin: pd.DataFrame, opts: AnalysisOptions, rng):
         a3 = fit_approach3(fin["params_total"], fin["tokens"], fin["loss"], opts.huber_delta)
     except FitError as e:
         return None, f"{e} (final points only)"
-    if opts.n_boot_a3:
-        a3 = bootstrap_approach3(a3, fin["params_total"], fin["tokens"], fin["loss"], fin["run"], opts.n_boot_a3,
+    if opts.n_boot_approach3_resolved:
+        a3 = bootstrap_approach3(a3, fin["params_total"], fin["tokens"], fin["loss"], fin["run"], opts.n_boot_approach3_resolved,
                                  rng, opts.huber_delta)
     return a3, ""
 

@@ -295,11 +295,16 @@ def electra(size, ctx) -> Accounting:
     d, L, V, T = size.d_model, size.n_layer, ctx.vocab_size, ctx.seq_len
     d_g, h_g, dff_g = generator_shape(size)
     mask_prob = float(size.get("mask_prob", MLM_MASK_PROB))
+    tied = bool(size.get("tie_encoder", False))  # the generator runs the discriminator's encoder
+    project = d_g != d  # HF adds embeddings_project d -> d_g only when the widths differ
     disc = L * dense_block_params(d, size.d_ff) + (d * d + d) + (d + 1)
-    gen = (d * d_g + d_g) + L * dense_block_params(d_g, dff_g) + (d_g * d + d + 2 * d) + V
+    gen_encoder = 0 if tied else (d * d_g + d_g) * project + L * dense_block_params(d_g, dff_g)
+    gen = gen_encoder + (d_g * d + d + 2 * d) + V
     nonemb = disc + gen + 2 * d  # + shared embedding LayerNorm
     forward = L * dense_block_forward_flops(d, size.d_ff, n_keys=T) + matmul_flops(d, d) + matmul_flops(d, 1) \
-        + matmul_flops(d, d_g) + L * dense_block_forward_flops(d_g, dff_g, n_keys=T) \
+        + matmul_flops(d, d_g) * project + L * dense_block_forward_flops(d_g, dff_g, n_keys=T) \
         + mask_prob * (matmul_flops(d_g, d) + matmul_flops(d, V))
-    return Accounting(bert_embeddings(size, ctx, heads=(size.head_dim, d_g // h_g)) + nonemb, nonemb, forward,
-                      notes=f"generator width {d_g}; discriminator-only N = {disc + 2 * d}; shared embeddings once")
+    heads = (size.head_dim,) if tied else (size.head_dim, d_g // h_g)
+    return Accounting(bert_embeddings(size, ctx, heads=heads) + nonemb, nonemb, forward,
+                      notes=f"generator width {d_g}{' (the discriminator encoder, tied)' if tied else ''}; "
+                            f"discriminator-only N = {disc + 2 * d}; shared embeddings once")

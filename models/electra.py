@@ -45,13 +45,21 @@ from models.registry import ConfigError, ModelContext, Size, Variant, register
 
 # the shared size ladder (models/presets.py)
 PRESETS = presets.ladder()
-DEFAULTS = dict(gen_divisor=4, rtd_weight=50.0, mask_prob=0.15, replace_prob=None, position="absolute", init_std=0.02)
+# The recipe from config/sweeps/electra_recipe.csv: rotary encoders (RoFormer, as bert_mlm), the generator trained
+# on a 30% mask and the discriminator shown its samples at 15% of the positions (the evaluation's rate, so its
+# prior stays calibrated); with absolute positions or one mask rate for both the discriminator stays at the
+# base rate at these budgets.
+DEFAULTS = dict(gen_divisor=4, rtd_weight=50.0, mask_prob=0.3, replace_prob=0.15, position="rotary", init_std=0.02,
+                tie_encoder=False)
 POSITIONS = ("absolute", "rotary")
 
 
 def generator_shape(size: Size) -> tuple[int, int, int]:
     """(width, heads, d_ff) of the generator: width d / gen_divisor, the discriminator's
-    head size where it fits (else one head), d_ff 4x its width."""
+    head size where it fits (else one head), d_ff 4x its width; with `tie_encoder` the
+    discriminator's own shape (it is the same encoder)."""
+    if size.get("tie_encoder"):
+        return size.d_model, size.n_head, size.d_ff
     d_g = size.d_model // size.get("gen_divisor")
     heads = max(1, d_g // size.head_dim)
     return d_g, heads, 4 * d_g
@@ -64,6 +72,9 @@ def check(size: Size, ctx: ModelContext) -> None:
     d_g, heads, _ = generator_shape(size)
     if d_g % heads:
         raise ConfigError(f"electra: generator width {d_g} is not divisible by its {heads} heads")
+    if size.get("tie_encoder") and div != 1:
+        raise ConfigError(f"electra: tie_encoder=true shares the discriminator's encoder with the generator, "
+                          f"so it needs gen_divisor=1 (got {div})")
     if not float(size.get("rtd_weight")) > 0:
         raise ConfigError(f"electra: rtd_weight={size.get('rtd_weight')!r} must be > 0")
     if size.get("position") not in POSITIONS:
@@ -111,6 +122,8 @@ class Electra(ArchModel):
             self._build_rotary(size, ctx)
         else:
             self._build_absolute(size, ctx)
+        if size.get("tie_encoder"):  # one encoder for both (Clark et al., Sec. 3.2: all weights tied)
+            self.gen_encoder = self.disc_encoder
         # the generator's LM head is tied to the shared token table
         self.gen_head.decoder.weight = self.word_embeddings()
 
@@ -206,8 +219,9 @@ class Electra(ArchModel):
     def embedding_parameters(self):
         e = self.disc_encoder.embeddings
         if self.size.get("position") == "rotary":  # fixed sinusoid tables of the two encoders' rotary positions
-            return [e.word_embeddings.weight, e.token_type_embeddings.weight,
-                    self.disc_encoder.encoder.embed_positions.weight, self.gen_encoder.encoder.embed_positions.weight]
+            tables = [e.word_embeddings.weight, e.token_type_embeddings.weight,
+                      self.disc_encoder.encoder.embed_positions.weight, self.gen_encoder.encoder.embed_positions.weight]
+            return list({id(t): t for t in tables}.values())  # one table when the encoder is shared
         return [e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight]
 
 

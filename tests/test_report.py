@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from analysis.io import write_figure
 from analysis.options import AnalysisOptions
 from analysis.plots import all_figures
-from analysis.report import SECTIONS, ReportInputs, build_report, ci, fmt
+from analysis.report import SECTIONS, ReportInputs, build_report, ci, fmt, lr_sweep_table
 from analysis.stages import analyse, fit_stage
 from analysis.synthetic import synthetic_curves
 from training.study import validate_config
@@ -138,3 +138,20 @@ def test_the_prediction_subsection_states_error_and_coverage_from_its_table(craf
     refused = pred[pred["status"] == "refused"]
     assert f"refused: {len(refused)} run(s)" in flat and "need >= 2" in flat
     assert "no final-loss predictions" in " ".join(pdf_text(build_report(crafted)).split())
+
+
+def test_the_appendix_shows_the_lr_sweep_and_predicted_vs_measured_job_time(crafted):
+    """The recorded lr sweep: every rate's loss, the best rate per variant marked, the rate this study used;
+    the job-time table: the measured / predicted ratio stated from its rows."""
+    sweep = pd.DataFrame({"variant": ["gpt2"] * 3 + ["reformer"] * 2, "size": "s",
+                          "lr": [0.001, 0.004, 0.008, 0.002, 0.004], "final_loss": [4.3, 4.05, 4.29, 4.6, 4.47]})
+    jobs = pd.DataFrame({"job": ["gpt2/s/seed0_lr0.002/stable", "gpt2/s/seed0_lr0.002/C1e12"], "seconds": [120.0, 30.0],
+                         "max RSS (MB)": [500, 500], "predicted_s": [100.0, 30.0], "ratio": [1.2, 1.0]})
+    inp = ReportInputs(**{**crafted.__dict__, "lr_sweep": sweep, "job_runtimes": jobs})
+    flat = " ".join(pdf_text(build_report(inp)).split())
+    assert "Learning-rate sweep" in flat and "Transfer assumption" in flat
+    table = lr_sweep_table(sweep, crafted.runs)
+    assert table.loc[table["best"] == "yes", ["variant", "lr"]].values.tolist() == [["gpt2", 0.004], ["reformer", 0.004]]
+    assert set(table["lr of this study"]) == {"0.002"}
+    assert "median ratio 1.10 over 2 jobs" in flat and "2.5 min measured vs 2.2 min predicted (ratio 1.15)" in flat
+    assert "Learning-rate sweep" not in " ".join(pdf_text(build_report(crafted)).split())

@@ -202,7 +202,7 @@ def _runs_of_size(config: dict, name: str, spec, size: dict, overrides: dict) ->
 
     tcfg, entry = config["training"], config["variants"][name]
     runs, stables = [], []
-    for lr in entry["lr_grid"].get(size["size"], [tcfg["lr"]]):
+    for lr in entry["lr_grid"].get(size["size"], [entry.get("lr", tcfg["lr"])]):
         for seed in config["seeds"]:
             lineage = f"{name}/{size['size']}/seed{seed}_lr{lr_label(lr)}"
             ident = {"lineage": lineage, "variant": name, "objective": spec.objective, "size": size["size"],

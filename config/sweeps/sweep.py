@@ -93,7 +93,7 @@ def check_still_valid(run: dict, rdir: Path) -> None:
 
 # size fields added after some recorded runs were trained, with the value those runs had
 LEGACY_DEFAULTS = {"bert_mlm": dict(p_mask=0.8, pos_init="normal", init_std=0.02, position="absolute"),
-                   "electra": dict(init_std=0.02, replace_prob=None)}
+                   "electra": dict(init_std=0.02, replace_prob=None, tie_encoder=False)}
 
 
 def ensure_data(data_dir: Path, spec: dict) -> None:
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("sweep", type=Path)
     ap.add_argument("--data", type=Path, default=ROOT / "results" / "data" / "tokens")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--only", default=None, help="substring: run only entries whose variant contains it")
+    ap.add_argument("--only", default=None, help="comma-separated variant names: run only these")
     args = ap.parse_args(argv)
     import torch
 
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     entries = spec["runs"] if "runs" in spec else study_runs(spec)
     for entry in entries:
         for run in expand(entry):
-            if args.only and args.only not in run["variant"]:
+            if args.only and run["variant"] not in args.only.split(","):
                 continue
             rid = run_id(run)
             rdir = out / rid

@@ -52,6 +52,7 @@ def test_transformer_xl_config_errors(fields, ctx, message):
     (dict(gen_divisor=3), r"gen_divisor=3 must be a positive integer dividing d_model=64"),
     (dict(position="learned"), r"electra: position='learned'; allowed: absolute, rotary"),
     (dict(mask_prob=0.15, replace_prob=0.3), r"replace_prob=0.3 must be a number in \(0, mask_prob=0.15\]"),
+    (dict(tie_encoder=True), r"tie_encoder=true shares the discriminator's encoder .* needs gen_divisor=1 \(got 4\)"),
 ])
 def test_electra_config_errors(fields, message):
     with pytest.raises(ConfigError, match=message) as err:

@@ -116,3 +116,30 @@ def test_electra_fixed_eval_scores_the_discriminator_and_reports_the_generator(p
     torch.testing.assert_close(out["loss"], expected)
     assert 0.5 < out["loss"].item() < 0.9  # an untrained discriminator says ~1/2: BCE ~ ln 2
     assert abs(out["generator_mlm_loss"].item() - math.log(ctx.vocab_size)) < 0.5
+
+
+def test_electra_discriminator_sees_samples_at_replace_prob(ctx, token_stream, monkeypatch):
+    """mask_prob sets the generator's mask; replace_prob the share of positions the discriminator sees replaced."""
+    model = build("electra", ctx, position="rotary", mask_prob=0.4, replace_prob=0.1)
+    x = token_stream["train"][: 64 * 64].view(64, 64)
+    seen = {}
+    original = model.discriminator_logits
+
+    def spy(fake):
+        seen["fake"] = fake
+        return original(fake)
+
+    monkeypatch.setattr(model, "discriminator_logits", spy)
+    with torch.no_grad():
+        model._losses(x, torch.Generator().manual_seed(0))
+    maskable = ~torch.isin(x, torch.tensor(special_ids(ctx)))
+    changed = (seen["fake"] != x).sum().item() / maskable.sum().item()
+    assert 0.07 < changed <= 0.11, changed  # ~10% (a sample that hits the original counts as original)
+
+
+def test_electra_tied_encoder_is_one_encoder_trained_by_both_losses(ctx, batches):
+    model = build("electra", ctx, position="rotary", gen_divisor=1, tie_encoder=True)
+    assert model.gen_encoder is model.disc_encoder
+    mlm, _ = model._losses(batches("train", batch=8, seed=0), torch.Generator().manual_seed(0))
+    mlm.backward()  # the generator's MLM alone reaches the (shared) encoder
+    assert all(p.grad is not None for p in model.disc_encoder.encoder.parameters() if p.requires_grad)

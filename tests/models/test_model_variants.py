@@ -89,10 +89,11 @@ HAND: dict = {
                  (2 * 32 + 4 * 32 * 32 + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32))
                  + (2 * 32 + 3 * 32 * 32 + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32))
                  + 2 * 64 + V),
-    # shared word, position, type | shared embedding LN; discriminator 2 x block (d_ff 96) + head
-    # (dense d x d, d -> 1); generator (width 8, 1 head, d_ff 32): embeddings_project,
-    # 2 x block, predictions (8 -> 32 dense + LN), LM head bias (weight tied)
-    "electra": (V * 32 + T * 32 + 1 * 32,
+    # shared word, type, the two encoders' rotary sinusoids (T x head size: 16 discriminator, 8 generator) |
+    # shared embedding LN; discriminator 2 x block (d_ff 96) + head (dense d x d, d -> 1); generator
+    # (width 8, 1 head, d_ff 32): embeddings_project, 2 x block, predictions (8 -> 32 dense + LN),
+    # LM head bias (weight tied)
+    "electra": (V * 32 + 1 * 32 + T * 16 + T * 8,
                 2 * 32
                 + 2 * (4 * (32 * 32 + 32) + 2 * 32 + (32 * 96 + 96) + (96 * 32 + 32) + 2 * 32)
                 + (32 * 32 + 32) + (32 + 1)

@@ -169,6 +169,12 @@ def train_benchmarks(wildcards=None):
     ]
 
 
+def lr_sweep_table(wildcards=None):
+    """The recorded lr sweep the report's appendix shows (config report.lr_sweep), or nothing."""
+    path = config["report"].get("lr_sweep")
+    return {"lr_sweep": path} if path else {}
+
+
 def primary_fit_tables(wildcards=None):
     return fit_tables(config["analysis"]["compute"])
 

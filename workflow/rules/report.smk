@@ -26,6 +26,7 @@ rule report:
         figures=rules.figures.output,
         alt_fits=fit_tables(alt_compute())["fits"],
         job_benchmarks=train_benchmarks,
+        **lr_sweep_table(),
     output:
         pdf=report(
             f"{RESULTS}/report/report.pdf",

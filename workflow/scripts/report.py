@@ -28,17 +28,35 @@ def commit():
         return "unknown"
 
 
-def job_runtimes(paths):
+def predicted_job_seconds(config) -> dict:
+    """Job -> seconds the plan's cost model predicts (config `plan:` written by `archscale plan`), or {}."""
+    plan = config.get("plan") or {}
+    if not plan.get("cost"):
+        return {}
+    from training.plan import CostModel, study_jobs
+    from training.study import resolve
+
+    cost = CostModel({v: (c["c0"], c["c1"]) for v, c in plan["cost"].items()}, plan.get("job_overhead_s", 5.0))
+    study = resolve(config)
+    if not set(study["variants"]) <= set(cost.coef):
+        return {}
+    return {j["job"]: j["seconds"] for j in study_jobs(study, cost)}
+
+
+def job_runtimes(paths, predicted: dict):
     rows = []
     for p in paths:
         b = pd.read_csv(p, sep="\t")
-        rows.append({"job": "train " + "/".join(Path(p).with_suffix("").parts[-3:]), "seconds": round(float(b["s"].iloc[0]), 1),
-                     "max RSS (MB)": b["max_rss"].iloc[0]})
+        job = "/".join(Path(p).with_suffix("").parts[-4:])  # variant/size/seed_lr/(stable | budget)
+        row = {"job": job, "seconds": round(float(b["s"].iloc[0]), 1), "max RSS (MB)": b["max_rss"].iloc[0]}
+        if job in predicted:
+            row.update(predicted_s=round(predicted[job], 1), ratio=round(row["seconds"] / predicted[job], 2))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 runs = pd.read_csv(snakemake.input.run_records)
-skip = {"run_records", "figures", "alt_fits", "job_benchmarks", "curves", "baselines"}
+skip = {"run_records", "figures", "alt_fits", "job_benchmarks", "curves", "baselines", "lr_sweep"}
 tables = {name: read(paths) for name, paths in snakemake.input.items() if name not in skip}
 packages = ["torch", "transformers", "tokenizers", "snakemake", "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "fpdf2"]
 environment = {
@@ -58,7 +76,8 @@ inputs = ReportInputs(
     alt_fits=read(list(snakemake.input.alt_fits)),
     figures={Path(p).stem: p for p in snakemake.input.figures},
     environment=environment,
-    job_runtimes=job_runtimes(list(snakemake.input.job_benchmarks)),
+    job_runtimes=job_runtimes(list(snakemake.input.job_benchmarks), predicted_job_seconds(snakemake.params.config)),
+    lr_sweep=pd.read_csv(snakemake.input.lr_sweep) if "lr_sweep" in snakemake.input.keys() else None,
     baselines=json.loads(Path(snakemake.input.baselines).read_text()),
 )
 pdf = build_report(inputs)
