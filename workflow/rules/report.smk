@@ -21,12 +21,12 @@ rule figures:
 rule report:
     input:
         unpack(analysis_tables),
+        **lr_sweep_table(),
         run_records=rules.curves.output.runs,
         baselines=rules.curves.output.baselines,
         figures=rules.figures.output,
         alt_fits=fit_tables(alt_compute())["fits"],
         job_benchmarks=train_benchmarks,
-        **lr_sweep_table(),
     output:
         pdf=report(
             f"{RESULTS}/report/report.pdf",
