@@ -125,7 +125,9 @@ def main(argv=None) -> int:
         print(f"archscale plan: cannot use --base {args.base}: {e}", file=sys.stderr)
         return 2
     variants = args.variants or list(base["variants"])
-    base["variants"] = {v: {"sizes": []} for v in variants}
+    # each variant keeps the base config's learning rate for it (the default study's: from the recorded sweep)
+    base["variants"] = {v: {"sizes": [], **{k: base["variants"].get(v, {})[k] for k in ("lr",)
+                                             if k in base["variants"].get(v, {})}} for v in variants}
     t = base["training"]
     ctx = ModelContext(vocab_size=base["tokenizer"]["vocab_size"], seq_len=t["seq_len"], pad_id=1, mask_id=2)
     print(f"measuring training speed of {len(variants)} variant(s) on this machine (cached in {args.cache}) ...",

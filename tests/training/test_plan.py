@@ -74,6 +74,8 @@ def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monke
     assert plan_cli.main(["--minutes", "10", "--out", str(out), "--variants", *VARIANTS]) == 0
     cfg = validate_config(yaml.safe_load(out.read_text()), SCHEMA)
     assert set(cfg["variants"]) == set(VARIANTS)
+    base_cfg = yaml.safe_load((plan_cli.ROOT / "config" / "config.yaml").read_text())
+    assert all(cfg["variants"][v]["lr"] == base_cfg["variants"][v]["lr"] for v in VARIANTS)  # the base's lr kept
     assert cfg["plan"]["predicted_wall_s"] <= 600 and set(cfg["plan"]["cost"]) == set(VARIANTS)
     printed = capsys.readouterr().out
     assert "predicted wall time:" in printed and "budgets (accounted FLOPs):" in printed
