@@ -210,31 +210,26 @@ def bert_mlm(size, ctx) -> Accounting:
                             f"head on the {mask_prob:g} masked positions")
 
 
-def reformer(size, ctx) -> Accounting:
+def reformer(size, ctx, s: dict) -> Accounting:
     """Reformer with our leak-free causal LSH attention (models/reformer.py): as
     `reformer_hf`, except that each LSH round multiplies a query against its own look-back
     window in the bucket-sorted order, lsh_num_chunks_before * lsh_chunk_length + 1 keys
     (itself and the most recent keys of its bucket; other buckets' keys in the window are
-    masked, not skipped), instead of HF's (1 + before) * chunk sorted-chunk window."""
-    from models.reformer_hf import settings
-
-    s = settings(size, ctx)
+    masked, not skipped), instead of HF's (1 + before) * chunk sorted-chunk window.
+    `s`: the size's Reformer fields with derived defaults (models.reformer_hf.settings)."""
     keys = s["lsh_num_chunks_before"] * s["lsh_chunk_length"] + 1
-    return _reformer(size, ctx, lsh_keys=keys, what=f"leak-free causal LSH over {keys} keys per round")
+    return _reformer(size, ctx, s, lsh_keys=keys, what=f"leak-free causal LSH over {keys} keys per round")
 
 
-def reformer_hf(size, ctx) -> Accounting:
+def reformer_hf(size, ctx, s: dict) -> Accounting:
     """Reformer with HF's causal LSH attention (models/reformer_hf.py): each LSH round
     multiplies each chunk of the bucket-sorted sequence against itself and the chunks
-    before it, (1 + before + after) * lsh_chunk_length keys per query."""
-    from models.reformer_hf import settings
-
-    s = settings(size, ctx)
+    before it, (1 + before + after) * lsh_chunk_length keys per query. `s` as for `reformer`."""
     keys = (1 + s["lsh_num_chunks_before"] + s["lsh_num_chunks_after"]) * s["lsh_chunk_length"]
-    return _reformer(size, ctx, lsh_keys=keys, what=f"HF causal LSH over {keys} sorted-chunk keys per round")
+    return _reformer(size, ctx, s, lsh_keys=keys, what=f"HF causal LSH over {keys} sorted-chunk keys per round")
 
 
-def _reformer(size, ctx, lsh_keys: int, what: str) -> Accounting:
+def _reformer(size, ctx, s: dict, lsh_keys: int, what: str) -> Accounting:
     """Reformer (ReformerModelWithLMHead): reversible layers over two d-wide streams, local
     and LSH attention layers, untied 2d -> V LM head.
 
@@ -250,9 +245,6 @@ def _reformer(size, ctx, lsh_keys: int, what: str) -> Accounting:
     Parameters: axial position embeddings (shape[0]*dim[0] + shape[1]*dim[1]), the token
     embedding and the untied 2d x V head weight are embeddings; the head's V bias is in N.
     """
-    from models.reformer_hf import settings  # the resolved size fields (derived defaults)
-
-    s = settings(size, ctx)
     d, V, dff = size.d_model, ctx.vocab_size, size.d_ff
     (a0, a1), (e0, e1) = s["axial_pos_shape"], s["axial_pos_embds_dim"]
     embeddings = V * d + a0 * e0 + a1 * e1 + 2 * d * V  # token, axial positions, untied head weight
@@ -277,7 +269,7 @@ def _reformer(size, ctx, lsh_keys: int, what: str) -> Accounting:
                       recompute_flops_per_token=layers_fwd - hashing)
 
 
-def electra(size, ctx) -> Accounting:
+def electra(size, ctx, generator: tuple[int, int, int]) -> Accounting:
     """ELECTRA (models/electra.py): discriminator (ElectraForPreTraining, width d) and
     generator (ElectraForMaskedLM, width d_g = d / gen_divisor, same depth) sharing one
     embedding module of width d (token, position, token-type tables + LayerNorm).
@@ -289,11 +281,11 @@ def electra(size, ctx) -> Accounting:
     discriminator alone (the model kept after pre-training) is in `notes`.
     FLOPs per token: both encoders over all T tokens, the projection d -> d_g, the
     discriminator head on every position, the generator's head (d_g -> d, tied d -> V) on
-    the MLM_MASK_PROB masked positions; sampling the replacements is not charged."""
-    from models.electra import generator_shape
-
+    the MLM_MASK_PROB masked positions; sampling the replacements is not charged.
+    `generator`: its (width, heads, d_ff), from models.electra.generator_shape (the variant hands
+    its shapes to the accounting, so that this module imports no variant)."""
     d, L, V, T = size.d_model, size.n_layer, ctx.vocab_size, ctx.seq_len
-    d_g, h_g, dff_g = generator_shape(size)
+    d_g, h_g, dff_g = generator
     mask_prob = float(size.get("mask_prob", MLM_MASK_PROB))
     tied = bool(size.get("tie_encoder", False))  # the generator runs the discriminator's encoder
     project = d_g != d  # HF adds embeddings_project d -> d_g only when the widths differ

@@ -236,6 +236,11 @@ class GeneratorHead(nn.Module):
         return self.decoder(self.predictions(hidden))  # (n, V)
 
 
+def account(size: Size, ctx: ModelContext):
+    """Parameters and FLOPs (models/accounting.py), handed the generator's shape."""
+    return accounting.electra(size, ctx, generator_shape(size))
+
+
 register(Variant(
     name="electra",
     objective="rtd",
@@ -244,7 +249,7 @@ register(Variant(
     source_file=__file__,
     description="ELECTRA: ElectraForMaskedLM generator (1/4 width) + ElectraForPreTraining discriminator, "
                 "shared embeddings, loss = MLM + 50 x RTD",
-    account=accounting.electra,
+    account=account,
     uses=("masking.py", "bert_mlm.py", "bert_causal.py"),
     size_fields=tuple(DEFAULTS),
     defaults=DEFAULTS,

@@ -43,8 +43,8 @@ from torch import nn
 from transformers.models.reformer.modeling_reformer import LSHSelfAttention, LSHSelfAttentionOutput
 
 from models import accounting
-from models.reformer_hf import DEFAULTS, PRESETS, ReformerHF, check
-from models.registry import Variant, register
+from models.reformer_hf import DEFAULTS, PRESETS, ReformerHF, check, settings
+from models.registry import ModelContext, Size, Variant, register
 
 SELF_SCORE = -1e5  # a query's score for itself: used only when its bucket has no earlier key
 MASKED = -1e9  # score of an inadmissible key: exp() underflows to exactly 0 in fp32 and bf16
@@ -164,6 +164,11 @@ class Reformer(ReformerHF):
                 attention.rotations = None
 
 
+def account(size: Size, ctx: ModelContext):
+    """Parameters and FLOPs (models/accounting.py), handed its resolved Reformer fields."""
+    return accounting.reformer(size, ctx, settings(size, ctx))
+
+
 register(Variant(
     name="reformer",
     objective="causal",
@@ -172,7 +177,7 @@ register(Variant(
     source_file=__file__,
     description="Reformer (transformers.ReformerModelWithLMHead) with our own leak-free causal LSH attention "
                 "(shared QK, angular LSH, same-bucket keys at or before the query, rounds by log-sum-exp)",
-    account=accounting.reformer,
+    account=account,
     size_fields=tuple(DEFAULTS),
     defaults=DEFAULTS,
     check=check,

@@ -223,6 +223,11 @@ def _fence_global_rng(layer) -> None:
     layer.backward_pass = fenced_backward_pass
 
 
+def account(size: Size, ctx: ModelContext):
+    """Parameters and FLOPs (models/accounting.py), handed its resolved Reformer fields."""
+    return accounting.reformer_hf(size, ctx, settings(size, ctx))
+
+
 register(Variant(
     name="reformer_hf",
     objective="causal",
@@ -231,7 +236,7 @@ register(Variant(
     source_file=__file__,
     description="Reformer (transformers.ReformerModelWithLMHead): local + HF causal LSH attention (leaks a "
                 "little through the bucket sort, measured per run), reversible layers",
-    account=accounting.reformer_hf,
+    account=account,
     size_fields=tuple(DEFAULTS),
     defaults=DEFAULTS,
     check=check,
