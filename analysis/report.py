@@ -320,13 +320,27 @@ def caveats(inp: ReportInputs) -> list[str]:
     return out
 
 
+def budget_levels(cfg) -> str:
+    """The study's budget levels, with each variant's own levels (`variants.<v>.budgets`) where it has them;
+    a level may be a number or {level, sizes}."""
+    def levels(entries):
+        return ", ".join(fmt(e["level"] if isinstance(e, dict) else e) for e in entries)
+
+    own = {v: e["budgets"]["levels"] for v, e in cfg.get("variants", {}).items()
+           if (e.get("budgets") or {}).get("levels")}
+    text = levels(cfg["budgets"]["levels"])
+    if own:
+        text += " (" + "; ".join(f"{v}: {levels(ls)}" for v, ls in sorted(own.items())) + ")"
+    return text
+
+
 def _training_method(cfg) -> str:
     t, b = cfg["training"], cfg["budgets"]
     if b["kind"] == "tokens":
         budget = f"every run {fmt(t['tokens'])} tokens"
     else:
         unit = "accounted training FLOPs" if b["kind"] == "isoflop" else "tokens per non-embedding parameter"
-        budget = (f"budgets {', '.join(fmt(x) for x in b['levels'])} {unit} "
+        budget = (f"budgets {budget_levels(cfg)} {unit} "
                   + ("(at each, a size trains C / its FLOPs per token; sizes join a budget when their tokens per "
                      f"non-embedding parameter lie in {b['tokens_per_param'][0]:g}-{b['tokens_per_param'][1]:g} and "
                      f"it gives >= {b['min_steps']} steps)" if b["kind"] == "isoflop" else ""))
@@ -406,7 +420,7 @@ def _study_sentence(inp, sizes: str, total_flops: float) -> str:
     b = cfg["budgets"]
     design = (f"every size trained {fmt(cfg['training']['tokens'])} tokens" if b["kind"] == "tokens" else
               f"{len(b['levels'])} {'IsoFLOP' if b['kind'] == 'isoflop' else 'tokens-per-parameter'} budgets "
-              f"({', '.join(fmt(x) for x in b['levels'])})")
+              f"({budget_levels(cfg)})")
     return (f"{cfg['study_name']}. Corpus '{cfg['corpus']['source']}' (sha256 "
             f"{str(inp.runs['corpus_sha256'].iloc[0])[:12]}...), {cfg['tokenizer']['vocab_size']}-token byte-level "
             f"BPE. Variants and sizes: {sizes}; {design}, schedule {cfg['training']['schedule']}; {len(inp.runs)} runs, "

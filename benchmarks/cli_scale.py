@@ -30,7 +30,6 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from analysis.__main__ import MAX_POINTS, read_curves  # noqa: E402
 from analysis.table import thin_runs, validate_curves  # noqa: E402
 

@@ -22,13 +22,11 @@ import argparse
 import gc
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import comparisons as compare, stages  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
 from analysis.synthetic import synthetic_curves  # noqa: E402

@@ -20,7 +20,6 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from analysis.bootstrap import FORMS, bootstrap_frontier, fit_frontier  # noqa: E402
 from analysis.fits import fit_approach3  # noqa: E402
 from analysis.frontier import RunCurves  # noqa: E402

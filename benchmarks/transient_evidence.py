@@ -22,7 +22,6 @@ import pandas as pd
 import statsmodels.api as sm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from analysis.bootstrap import fit_frontier  # noqa: E402
 from analysis.fits import FitError  # noqa: E402
 from analysis.frontier import RunCurves, envelope_points  # noqa: E402

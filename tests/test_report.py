@@ -155,3 +155,14 @@ def test_the_appendix_shows_the_lr_sweep_and_predicted_vs_measured_job_time(craf
     assert set(table["lr of this study"]) == {"0.002"}
     assert "median ratio 1.10 over 2 jobs" in flat and "2.5 min measured vs 2.2 min predicted (ratio 1.15)" in flat
     assert "Learning-rate sweep" not in " ".join(pdf_text(build_report(crafted)).split())
+
+
+def test_budget_levels_given_with_their_sizes_and_per_variant_are_reported(crafted):
+    """The default study lists levels as {level, sizes} and gives some variants their own levels."""
+    cfg = {**crafted.config, "budgets": {**crafted.config["budgets"], "kind": "isoflop",
+                                         "levels": [{"level": 7e11, "sizes": ["s", "m", "l"]}, 1.4e12]},
+           "variants": {**crafted.config["variants"],
+                        "bert_mlm": {**crafted.config["variants"]["bert_mlm"],
+                                     "budgets": {"levels": [{"level": 3.5e11, "sizes": ["s", "m", "l"]}]}}}}
+    flat = " ".join(pdf_text(build_report(ReportInputs(**{**crafted.__dict__, "config": cfg}))).split())
+    assert f"{fmt(7e11)}, {fmt(1.4e12)} (bert_mlm: {fmt(3.5e11)})" in flat

@@ -30,7 +30,6 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from training import loop  # noqa: E402
 from training.collect import baselines  # noqa: E402

@@ -1,13 +1,10 @@
 """Helpers shared by the analysis tests (imported as a top-level module: pytest puts this folder on sys.path)."""
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 DATA = ROOT / "tests" / "data"  # public reference data shipped with the repository (see its README.md)
 REFERENCE = DATA
 
