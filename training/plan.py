@@ -238,7 +238,7 @@ def plan_grid(base: dict, schema_path, ladders: dict, prior: Prior, seconds: flo
         try:
             pred = predict(cfg, schema_path, cost, cores)
         except StudyError:
-            hi = mid  # too small a budget for some size (fewer steps than allowed): not this one
+            lo = mid  # too small a budget for some size (fewer steps than allowed): look higher
             continue
         if pred["wall_s"] <= seconds:
             best, lo = (cfg, pred), mid

@@ -85,3 +85,11 @@ def _ctx(cfg):
     from models.registry import ModelContext
 
     return ModelContext(vocab_size=cfg["tokenizer"]["vocab_size"], seq_len=cfg["training"]["seq_len"], pad_id=1, mask_id=2)
+
+
+def test_a_first_guess_too_small_for_the_step_minimum_makes_the_bisection_look_higher(base):
+    """A grid whose budgets give some size fewer than min_steps is too small, never too large."""
+    ladders = plan_cli.ladders_of(VARIANTS, _ctx(base))
+    prior = plan.Prior(*plan_cli.DEFAULT_PRIOR)
+    cfg, pred = plan.plan_grid(base, SCHEMA, ladders, prior, 8 * 60, 2, COST, lo=1e9, hi=2e12)  # first mid 4.5e10
+    assert pred["wall_s"] <= 8 * 60 and cfg["budgets"]["levels"][0]["level"] > 4.5e10 / 4
