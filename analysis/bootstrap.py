@@ -68,3 +68,16 @@ def bootstrap_frontier(rc: RunCurves, point_fits: dict, n_boot: int, rng: np.ran
     for j, f in enumerate(forms):
         out[f] = replace(point_fits[f], draws=res[rows, j, :])
     return out
+
+
+def fit_and_bootstrap(rc: RunCurves, forms, n_boot: int, rng: np.random.Generator, grid_points: int,
+                      huber_delta: float, n_jobs: int = 1) -> tuple[dict, dict]:
+    """Each form's point fit on the envelope of `rc` (None and the reason where it fails), then the cluster
+    bootstrap of the ones that succeeded: ({form: fit or None}, {form: failure note})."""
+    fits, notes = {}, {}
+    for form in forms:
+        try:
+            fits[form] = fit_frontier(rc, form, grid_points, huber_delta)
+        except FitError as e:
+            fits[form], notes[form] = None, str(e)
+    return bootstrap_frontier(rc, fits, n_boot, rng, grid_points, huber_delta, n_jobs), notes

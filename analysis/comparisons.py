@@ -8,8 +8,8 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
-from .bootstrap import FORMS, bootstrap_frontier, fit_frontier
-from .fits import FitError, PowerLawFit
+from .bootstrap import FORMS, fit_and_bootstrap
+from .fits import PowerLawFit
 from .frontier import RunCurves, grid_frontier
 from .table import run_table
 
@@ -350,13 +350,7 @@ def extrapolation(g: pd.DataFrame, opts, rng: np.random.Generator) -> pd.DataFra
     logx_all, logy_all, _ = grid_frontier(rc, opts.grid_points)
     actual = float(np.exp(np.interp(np.log(c_eval), logx_all, logy_all)))
     c_max_train = float(np.exp(max(c[-1] for c in train.logc)))
-    fits, notes = {}, {}
-    for form in FORMS:
-        try:
-            fits[form] = fit_frontier(train, form, opts.grid_points, opts.huber_delta)
-        except FitError as e:
-            fits[form], notes[form] = None, str(e)
-    fits = bootstrap_frontier(train, fits, opts.n_boot, rng, opts.grid_points, opts.huber_delta, opts.n_jobs)
+    fits, notes = fit_and_bootstrap(train, FORMS, opts.n_boot, rng, opts.grid_points, opts.huber_delta, opts.n_jobs)
     logx, logy, _ = grid_frontier(train, opts.grid_points)
     base = {**ident, "held_out_size": held_size, "c_eval": c_eval, "c_max_train": c_max_train, "actual_loss": actual}
     return pd.DataFrame([extrapolation_row(base, form, fits[form], notes.get(form, ""), np.exp(logx), np.exp(logy), rng,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import comparisons as compare, finals, predict
-from .bootstrap import FORMS, bootstrap_frontier, fit_frontier
+from .bootstrap import FORMS, fit_and_bootstrap
 from .fits import FitError, bootstrap_approach3, fit_approach3, fit_pure
 from .frontier import RunCurves, variant_frontier
 from .options import AnalysisOptions
@@ -200,13 +200,7 @@ def _envelope_fits(g: pd.DataFrame, opts: AnalysisOptions, rng, forms=FORMS) -> 
         note = (f"fit refused: {len(rc)} usable run(s) of {len(set(rc.sizes))} size(s); need >= {MIN_RUNS} sizes "
                 "(add sizes or check diverged / lr-excluded runs)")
         return {f: None for f in forms}, {f: note for f in forms}, len(rc)
-    fits, notes = {}, {}
-    for form in forms:
-        try:
-            fits[form] = fit_frontier(rc, form, opts.grid_points, opts.huber_delta)
-        except FitError as e:
-            fits[form], notes[form] = None, str(e)
-    fits = bootstrap_frontier(rc, fits, opts.n_boot, rng, opts.grid_points, opts.huber_delta, opts.n_jobs)
+    fits, notes = fit_and_bootstrap(rc, forms, opts.n_boot, rng, opts.grid_points, opts.huber_delta, opts.n_jobs)
     return fits, notes, len(rc)
 
 
