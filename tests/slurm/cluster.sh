@@ -149,8 +149,10 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=500
 SchedulerType=sched/backfill
-# keep finished jobs visible to squeue/scontrol for 5 minutes: the status check uses squeue
-MinJobAge=300
+# keep finished jobs visible to squeue/scontrol for an hour: the status check uses squeue, and the test
+# reads every training job's record with scontrol after the whole study (7-8 minutes on 2 cores, beside
+# the local run in the background); with 300 s the earliest jobs were forgotten by then
+MinJobAge=3600
 ReturnToService=2
 SlurmdTimeout=120
 GresTypes=gpu
