@@ -173,6 +173,27 @@ class Prior:
         return self.coefficient * compute ** self.exponent
 
 
+EXPONENT_RANGE = (0.25, 0.9)  # N_opt ~ C^a: a pooled slope outside this is noise at a study's 2-4x of compute
+
+
+def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) -> dict:
+    """{variant: Prior} from measured optima (columns variant, compute, n_opt): one exponent for all, the
+    within-variant slope of ln n_opt on ln C pooled over the variants (clipped to `exponent_range`; its
+    middle without two computes of one variant), and per variant the coefficient that puts the power law
+    through its own optima (geometric mean); a variant without optima gets the median coefficient."""
+    pts = points[points["variant"].isin(list(variants)) & (points["n_opt"] > 0) & (points["compute"] > 0)]
+    x, y = np.log(pts["compute"].to_numpy(float)), np.log(pts["n_opt"].to_numpy(float))
+    g = pts["variant"].to_numpy()
+    xc = x - pd.Series(x).groupby(g).transform("mean").to_numpy()
+    yc = y - pd.Series(y).groupby(g).transform("mean").to_numpy()
+    lo, hi = exponent_range
+    slope = float(np.sum(xc * yc) / np.sum(xc ** 2)) if np.sum(xc ** 2) > 1e-12 else (lo + hi) / 2
+    slope = float(np.clip(slope, lo, hi))
+    coef = pd.Series(y - slope * x).groupby(g).mean().map(np.exp).to_dict()
+    fallback = float(np.exp(np.median(np.log(list(coef.values()))))) if coef else 2.1e4 / 1e12 ** slope
+    return {v: Prior(float(coef.get(v, fallback)), slope) for v in variants}
+
+
 def pick_sizes(ladder: list[tuple[str, int]], n_opt: float, k: int) -> list[str]:
     """The k sizes of a ladder [(name, N)] nearest to n_opt in log N, keeping at least one on each side of
     it where the ladder allows (so that the budget can bracket its optimum)."""
@@ -187,25 +208,38 @@ def pick_sizes(ladder: list[tuple[str, int]], n_opt: float, k: int) -> list[str]
     return [name for name, _ in sorted(chosen, key=lambda s: s[1])]
 
 
-def grid_config(base: dict, ladders: dict, prior: Prior, top: float, n_budgets: int, ratio: float,
+def bracketable_top(ladder: list[tuple[str, int]], prior: Prior, n_budgets: int, ratio: float) -> float:
+    """The smallest top budget at which the lowest of `n_budgets` levels (`ratio` apart) expects its optimum
+    at the ladder's second size, so that its best size can have a smaller neighbour; 0 when the prior does
+    not grow with compute (nothing to shift)."""
+    if prior.exponent <= 0 or len(ladder) < 2:
+        return 0.0
+    lowest = (ladder[1][1] / prior.coefficient) ** (1.0 / prior.exponent)
+    return lowest * ratio ** (n_budgets - 1)
+
+
+def grid_config(base: dict, ladders: dict, priors, top: float, n_budgets: int, ratio: float,
                 sizes_per_budget: int) -> dict:
-    """A study config: `base` with IsoFLOP levels top / ratio^j (j = n_budgets-1 .. 0), each level listing the
-    sizes (of every variant's ladder) nearest to the prior's optimum there."""
+    """A study config: `base` with, per variant, IsoFLOP levels top_v / ratio^j (j = n_budgets-1 .. 0), each
+    listing the sizes of the variant's ladder nearest to *its* prior optimum there. top_v = top, raised to
+    the variant's bracketable_top where its optimum at `top` / ratio^(n-1) would be the ladder's smallest
+    size (a variant whose FLOPs per token are high, e.g. the Reformer, needs more compute to bracket).
+    `priors`: {variant: Prior}, or one Prior for all."""
     import copy
 
     cfg = copy.deepcopy(base)
-    levels = [top / ratio ** j for j in range(n_budgets - 1, -1, -1)]
-    entries = []
-    for level in levels:
-        names = set()
-        for ladder in ladders.values():
-            names.update(pick_sizes(ladder, prior.n_opt(level), sizes_per_budget))
-        entries.append({"level": float(f"{level:.3g}"), "sizes": sorted(names)})
-    used = {n for e in entries for n in e["sizes"]}
-    cfg["budgets"] = {**cfg.get("budgets", {}), "kind": "isoflop", "levels": entries, "min_sizes": 3,
-                      "tokens_per_param": [1e-3, 1e6]}
+    common = [top / ratio ** j for j in range(n_budgets - 1, -1, -1)]
     for variant, ladder in ladders.items():
+        prior = priors[variant] if isinstance(priors, dict) else priors
+        top_v = max(top, bracketable_top(ladder, prior, n_budgets, ratio))
+        entries = [{"level": float(f"{top_v / ratio ** j:.3g}"),
+                    "sizes": pick_sizes(ladder, prior.n_opt(top_v / ratio ** j), sizes_per_budget)}
+                   for j in range(n_budgets - 1, -1, -1)]
+        used = {n for e in entries for n in e["sizes"]}
         cfg["variants"][variant]["sizes"] = [n for n, _ in ladder if n in used]
+        cfg["variants"][variant]["budgets"] = {"levels": entries}
+    cfg["budgets"] = {**cfg.get("budgets", {}), "kind": "isoflop", "levels": [float(f"{c:.3g}") for c in common],
+                      "min_sizes": 3, "tokens_per_param": [1e-3, 1e6]}
     return cfg
 
 
@@ -224,7 +258,7 @@ def predict(config: dict, schema_path, cost: CostModel, cores: int) -> dict:
     return {"study": study, "jobs": jobs, "wall_s": wall, "per_variant_s": per_variant}
 
 
-def plan_grid(base: dict, schema_path, ladders: dict, prior: Prior, seconds: float, cores: int, cost: CostModel,
+def plan_grid(base: dict, schema_path, ladders: dict, priors, seconds: float, cores: int, cost: CostModel,
               n_budgets: int = 3, ratio: float = 2.0, sizes_per_budget: int = 3, lo: float = 1e9,
               hi: float = 1e18) -> tuple[dict, dict]:
     """The largest top budget whose grid (grid_config) fits `seconds` of wall time on `cores`:
@@ -234,7 +268,7 @@ def plan_grid(base: dict, schema_path, ladders: dict, prior: Prior, seconds: flo
     best = None
     for _ in range(40):
         mid = math.sqrt(lo * hi)
-        cfg = grid_config(base, ladders, prior, mid, n_budgets, ratio, sizes_per_budget)
+        cfg = grid_config(base, ladders, priors, mid, n_budgets, ratio, sizes_per_budget)
         try:
             pred = predict(cfg, schema_path, cost, cores)
         except StudyError:

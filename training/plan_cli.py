@@ -6,8 +6,9 @@
 1. Measures the training speed of every variant's size ladder on this machine (a few steps each,
    cached in .snakemake/archscale by machine and code) and fits the cost model of training/plan.py.
 2. Places `--budgets` IsoFLOP levels `--ratio` apart, each with the `--sizes-per-budget` ladder sizes
-   nearest the expected optimum (the prior N_opt(C): a previous study's allocation.csv with --prior,
-   else the default study's measured one), and bisects the top level until the predicted wall time
+   nearest the variant's own expected optimum (its prior N_opt(C): the optima of a previous study with
+   --prior results/analysis, else the default study's, config/plan_prior.csv; a variant whose optimum at
+   the lowest level would be its smallest size gets its levels raised until it can be bracketed), and bisects the top level until the predicted wall time
    of the whole study (Snakemake's scheduling simulated) fits `--minutes`.
 3. Writes the config (the base config's corpus, tokenizer and training settings; validated against
    the schema) with a `plan:` block holding the cost model, so the report can set the predicted
@@ -25,29 +26,37 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-# N_opt(C) measured by the default study (results/analysis/fit/*/flops/allocation.csv, causal variants'
-# median): used when no --prior is given. Refresh it when the default study changes.
-DEFAULT_PRIOR = (2.1e4 / 1e12 ** 0.8, 0.8)
+# Where each variant's optimum lay in the default study (config/plan_prior.csv, written from its Approach-2
+# tables by `prior_points`): the prior when no --prior is given. Refresh it when the default study changes.
+DEFAULT_PRIOR = ROOT / "config" / "plan_prior.csv"
+PRIOR_COLS = ["variant", "compute", "n_opt", "bracketed"]
+
+
+def prior_points(path) -> pd.DataFrame:
+    """Measured optima (variant, compute, n_opt, bracketed) of a previous study: a CSV of those columns
+    (config/plan_prior.csv), or a study's analysis folder (results/analysis): per budget of the primary
+    compute column, N_opt of a bracketed budget, else the N of its best size (a bound: the optimum lies
+    at or beyond it, which is still where the next plan should look)."""
+    path = Path(path)
+    if path.is_file():
+        return pd.read_csv(path, comment="#")[PRIOR_COLS]
+    finals_csv = path / "frontier" / "final_points.csv"
+    tables = [pd.read_csv(f) for f in sorted(path.glob("fit/*/flops/isoflop.csv"))]
+    if not tables or not finals_csv.is_file():
+        raise FileNotFoundError(f"{path}: no fit/*/flops/isoflop.csv with frontier/final_points.csv (a study's "
+                                "results/analysis folder) and not a CSV of " + ", ".join(PRIOR_COLS))
+    iso = pd.concat(tables, ignore_index=True)
+    sizes = pd.read_csv(finals_csv).groupby(["variant", "size"])["params_nonembedding"].first()
+    best_n = [sizes.get((v, s), np.nan) for v, s in zip(iso["variant"], iso["best_size"])]
+    iso["n_opt"] = np.where(iso["status"] == "ok", iso["N_opt"], best_n)
+    return iso.dropna(subset=["n_opt"])[PRIOR_COLS].reset_index(drop=True)
 
 
 def read_prior(path, variants) -> dict:
-    """{variant: Prior} from a previous study's allocation tables (N_opt rows with status ok); the median
-    over the variants that have one fills in the others; the built-in prior when there is none."""
-    from training.plan import Prior
+    """{variant: Prior} (training.plan.fit_priors) from `path` (see prior_points), else the default study's."""
+    from training.plan import fit_priors
 
-    path = Path(path) if path else None
-    tables = []
-    if path is not None:
-        files = [path] if path.is_file() else sorted(path.glob("**/allocation.csv"))
-        tables = [pd.read_csv(f) for f in files]
-    alloc = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["quantity", "status"])
-    ok = alloc[(alloc["quantity"] == "N_opt") & (alloc["status"] == "ok")]
-    own = {r.variant: Prior(float(r.coefficient), float(r.exponent)) for r in ok.itertuples()}
-    if own:
-        fallback = Prior(float(np.exp(np.median(np.log(ok["coefficient"])))), float(ok["exponent"].median()))
-    else:
-        fallback = Prior(*DEFAULT_PRIOR)
-    return {v: own.get(v, fallback) for v in variants}
+    return fit_priors(prior_points(path or DEFAULT_PRIOR), variants)
 
 
 def ladders_of(variants, ctx) -> dict:
@@ -134,11 +143,15 @@ def main(argv=None) -> int:
           file=sys.stderr)
     speeds = measure_speeds(speed_entries(variants, ctx), ctx, t["batch_size"], t["threads"], args.cache)
     cost = fit_cost_model(speeds, job_overhead_s=measure_job_overhead())
-    priors = read_prior(args.prior, variants)
+    try:
+        priors = read_prior(args.prior, variants)
+    except (OSError, KeyError, ValueError) as e:
+        print(f"archscale plan: cannot read --prior {args.prior}: {e}", file=sys.stderr)
+        return 2
     ladders = ladders_of(variants, ctx)
     try:
-        # one prior per variant: plan each variant's grid on its own share of the cores' time, then join
-        cfg, pred = plan_grid(base, SCHEMA, ladders, _median_prior(priors), args.minutes * 60, args.cores, cost,
+        # one prior per variant: each variant's sizes sit around its own expected optimum
+        cfg, pred = plan_grid(base, SCHEMA, ladders, priors, args.minutes * 60, args.cores, cost,
                               args.budgets, args.ratio, args.sizes_per_budget)
     except StudyError as e:
         print(f"archscale plan: {e}", file=sys.stderr)
@@ -154,20 +167,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _median_prior(priors: dict):
-    from training.plan import Prior
-
-    coefs = [p.coefficient for p in priors.values()]
-    return Prior(float(np.exp(np.median(np.log(coefs)))), float(np.median([p.exponent for p in priors.values()])))
-
-
 def _print_plan(cfg: dict, pred: dict) -> None:
-    levels = cfg["budgets"]["levels"]
-    print("budgets (accounted FLOPs): " + "; ".join(f"{e['level']:.3g} [{', '.join(e['sizes'])}]" for e in levels))
     jobs = pd.DataFrame(pred["jobs"])
     per = jobs.groupby("variant").agg(jobs=("job", "size"), core_seconds=("seconds", "sum"))
+    print("budgets (accounted FLOPs) [sizes] and core-minutes per variant:")
     for v, r in per.iterrows():
-        print(f"  {v:16s} {int(r['jobs']):3d} jobs  {r['core_seconds'] / 60:6.1f} core-minutes")
+        levels = cfg["variants"][v]["budgets"]["levels"]
+        grid = "; ".join(f"{e['level']:.3g} [{', '.join(e['sizes'])}]" for e in levels)
+        print(f"  {v:16s} {grid}  {int(r['jobs']):3d} jobs {r['core_seconds'] / 60:6.1f} core-minutes")
     print(f"predicted wall time: {pred['wall_s'] / 60:.1f} minutes on {cfg['plan']['cores']} cores "
           f"(budget {cfg['plan']['minutes']:g})")
 

@@ -49,18 +49,19 @@ def base():
 
 def test_a_plan_fits_its_budget_and_is_a_valid_study(base):
     ladders = plan_cli.ladders_of(VARIANTS, _ctx(base))
-    prior = plan.Prior(*plan_cli.DEFAULT_PRIOR)
+    prior = plan_cli.read_prior(None, VARIANTS)
     small, p_small = plan.plan_grid(base, SCHEMA, ladders, prior, 8 * 60, 2, COST)
     large, p_large = plan.plan_grid(base, SCHEMA, ladders, prior, 16 * 60, 2, COST)
     assert p_small["wall_s"] <= 8 * 60 and p_large["wall_s"] <= 16 * 60
     assert p_small["wall_s"] > 0.9 * 8 * 60  # bisection uses the time it is given
-    top = lambda c: c["budgets"]["levels"][-1]["level"]
+    top = lambda c: c["budgets"]["levels"][-1]
     assert top(large) > top(small)
     for cfg in (small, large):
         validate_config(cfg, SCHEMA)
-        levels = cfg["budgets"]["levels"]
-        assert len(levels) == 3 and all(len(e["sizes"]) >= 3 for e in levels)
-        assert levels[1]["level"] == pytest.approx(2 * levels[0]["level"], rel=0.01)
+        for v in VARIANTS:
+            levels = cfg["variants"][v]["budgets"]["levels"]
+            assert len(levels) == 3 and all(len(e["sizes"]) >= 3 for e in levels)
+            assert levels[1]["level"] == pytest.approx(2 * levels[0]["level"], rel=0.01)
 
 
 def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monkeypatch, capsys):
@@ -78,7 +79,7 @@ def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monke
     assert all(cfg["variants"][v]["lr"] == base_cfg["variants"][v]["lr"] for v in VARIANTS)  # the base's lr kept
     assert cfg["plan"]["predicted_wall_s"] <= 600 and set(cfg["plan"]["cost"]) == set(VARIANTS)
     printed = capsys.readouterr().out
-    assert "predicted wall time:" in printed and "budgets (accounted FLOPs):" in printed
+    assert "predicted wall time:" in printed and "budgets (accounted FLOPs) [sizes]" in printed
 
 
 def _ctx(cfg):
@@ -90,6 +91,49 @@ def _ctx(cfg):
 def test_a_first_guess_too_small_for_the_step_minimum_makes_the_bisection_look_higher(base):
     """A grid whose budgets give some size fewer than min_steps is too small, never too large."""
     ladders = plan_cli.ladders_of(VARIANTS, _ctx(base))
-    prior = plan.Prior(*plan_cli.DEFAULT_PRIOR)
+    prior = plan_cli.read_prior(None, VARIANTS)
     cfg, pred = plan.plan_grid(base, SCHEMA, ladders, prior, 8 * 60, 2, COST, lo=1e9, hi=2e12)  # first mid 4.5e10
-    assert pred["wall_s"] <= 8 * 60 and cfg["budgets"]["levels"][0]["level"] > 4.5e10 / 4
+    assert pred["wall_s"] <= 8 * 60 and cfg["budgets"]["levels"][0] > 4.5e10 / 4
+
+
+def test_each_variant_gets_sizes_around_its_own_optimum_and_levels_it_can_bracket():
+    ladder = [("a", 1e3), ("b", 3e3), ("c", 1e4), ("d", 3e4), ("e", 1e5)]
+    priors = {"small": plan.Prior(1e4 / 1e12 ** 0.5, 0.5), "large": plan.Prior(3e4 / 1e12 ** 0.5, 0.5),
+              "late": plan.Prior(3e3 / 1e14 ** 0.5, 0.5)}  # at 1e12 'late' expects 300 params: below its ladder
+    base = {"variants": {v: {} for v in priors}, "budgets": {"kind": "isoflop"}}
+    cfg = plan.grid_config(base, {v: ladder for v in priors}, priors, 1e12, 3, 2.0, 3)
+    levels = lambda v: cfg["variants"][v]["budgets"]["levels"]
+    assert levels("small")[-1] == {"level": 1e12, "sizes": ["b", "c", "d"]}
+    assert levels("large")[-1] == {"level": 1e12, "sizes": ["c", "d", "e"]}
+    # 'late' is raised until its lowest level expects its optimum at the ladder's second size, b
+    assert levels("late")[0]["level"] == pytest.approx(1e14, rel=0.01)
+    assert levels("late")[0]["sizes"] == ["a", "b", "c"] and levels("late")[-1]["level"] == pytest.approx(4e14, rel=0.01)
+    assert cfg["budgets"]["levels"] == [2.5e11, 5e11, 1e12]
+
+
+def test_priors_pool_one_exponent_and_put_each_variant_through_its_own_optima():
+    C = np.array([1e11, 1e12, 1e13])
+    pts = pd.DataFrame([{"variant": v, "compute": c, "n_opt": k * c ** 0.6} for v, k in (("a", 1e-3), ("b", 4e-3))
+                        for c in C] + [{"variant": "c", "compute": 1e12, "n_opt": 2e4}])
+    priors = plan.fit_priors(pts, ["a", "b", "c", "d"])
+    assert priors["a"].exponent == pytest.approx(0.6) and priors["c"].exponent == pytest.approx(0.6)
+    assert priors["a"].coefficient == pytest.approx(1e-3) and priors["b"].coefficient == pytest.approx(4e-3)
+    assert priors["c"].n_opt(1e12) == pytest.approx(2e4)  # one optimum: the pooled exponent through it
+    assert priors["d"].coefficient == pytest.approx(np.median([priors[v].coefficient for v in "abc"]))
+    flat = plan.fit_priors(pts.assign(n_opt=2e4), ["a"])  # optima that do not move: the exponent's lower bound
+    assert flat["a"].exponent == plan.EXPONENT_RANGE[0]
+
+
+def test_a_prior_is_read_from_a_studys_analysis_folder(tmp_path):
+    fit = tmp_path / "fit" / "gpt2" / "flops"
+    fit.mkdir(parents=True)
+    pd.DataFrame({"variant": ["gpt2", "gpt2"], "compute": [1e12, 2e12], "best_size": ["xs", "xxs"],
+                  "status": ["ok", "unbracketed"], "bracketed": [True, False], "N_opt": [2.5e4, np.nan]}
+                 ).to_csv(fit / "isoflop.csv", index=False)
+    (tmp_path / "frontier").mkdir()
+    pd.DataFrame({"variant": ["gpt2"] * 2, "size": ["xs", "xxs"], "params_nonembedding": [21312, 5536]}
+                 ).to_csv(tmp_path / "frontier" / "final_points.csv", index=False)
+    pts = plan_cli.prior_points(tmp_path)
+    assert pts["n_opt"].tolist() == [2.5e4, 5536]  # bracketed: the parabola's N_opt; else the best size's N
+    with pytest.raises(FileNotFoundError, match="isoflop.csv"):
+        plan_cli.prior_points(tmp_path / "frontier")
