@@ -165,9 +165,12 @@ def simulate_wall(jobs: list[dict], slots: int) -> float:
 # ---------------------------------------------------------------- proposing a budget grid
 @dataclass(frozen=True)
 class Prior:
-    """Where the optimum is expected: N_opt(C) = coefficient x C^exponent (non-embedding N, accounted C)."""
+    """Where the optimum is expected: N_opt(C) = coefficient x C^exponent (non-embedding N, accounted C).
+    `lowest_level`: no budget below it can bracket (measured: below it the optimum was the smallest size
+    a budget offered; 0 = no such bound)."""
     coefficient: float
     exponent: float
+    lowest_level: float = 0.0
 
     def n_opt(self, compute: float) -> float:
         return self.coefficient * compute ** self.exponent
@@ -177,11 +180,21 @@ EXPONENT_RANGE = (0.25, 0.9)  # N_opt ~ C^a: a pooled slope outside this is nois
 
 
 def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) -> dict:
-    """{variant: Prior} from measured optima (columns variant, compute, n_opt): one exponent for all, the
-    within-variant slope of ln n_opt on ln C pooled over the variants (clipped to `exponent_range`; its
-    middle without two computes of one variant), and per variant the coefficient that puts the power law
-    through its own optima (geometric mean); a variant without optima gets the median coefficient."""
+    """{variant: Prior} from measured optima (columns variant, compute, n_opt; optional at_smallest: the
+    budget's best size was its smallest, unbracketed): one exponent for all, the within-variant slope of
+    ln n_opt on ln C pooled over the variants (clipped to `exponent_range`; its middle without two
+    computes of one variant), and per variant the coefficient that puts the power law through its own
+    bracketed-or-not optima (geometric mean); a variant without optima gets the median coefficient.
+    A variant's lowest_level is the first measured compute above its last optimum at a smallest size
+    (a power law cannot say that a variant's optimum leaves the bottom of the ladder late)."""
     pts = points[points["variant"].isin(list(variants)) & (points["n_opt"] > 0) & (points["compute"] > 0)]
+    lowest = {}
+    if "at_smallest" in pts.columns:
+        for v, g in pts.groupby("variant"):
+            stuck = g.loc[g["at_smallest"].astype(bool), "compute"]
+            above = g.loc[g["compute"] > stuck.max(), "compute"] if len(stuck) else g["compute"].iloc[:0]
+            lowest[v] = float(above.min()) if len(above) else float(stuck.max() * 2) if len(stuck) else 0.0
+        pts = pts[~pts["at_smallest"].astype(bool)]  # a bound, not an optimum: it would drag the law down
     x, y = np.log(pts["compute"].to_numpy(float)), np.log(pts["n_opt"].to_numpy(float))
     g = pts["variant"].to_numpy()
     xc = x - pd.Series(x).groupby(g).transform("mean").to_numpy()
@@ -191,7 +204,7 @@ def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) ->
     slope = float(np.clip(slope, lo, hi))
     coef = pd.Series(y - slope * x).groupby(g).mean().map(np.exp).to_dict()
     fallback = float(np.exp(np.median(np.log(list(coef.values()))))) if coef else 2.1e4 / 1e12 ** slope
-    return {v: Prior(float(coef.get(v, fallback)), slope) for v in variants}
+    return {v: Prior(float(coef.get(v, fallback)), slope, lowest.get(v, 0.0)) for v in variants}
 
 
 def pick_sizes(ladder: list[tuple[str, int]], n_opt: float, k: int) -> list[str]:
@@ -208,33 +221,35 @@ def pick_sizes(ladder: list[tuple[str, int]], n_opt: float, k: int) -> list[str]
     return [name for name, _ in sorted(chosen, key=lambda s: s[1])]
 
 
-def bracketable_top(ladder: list[tuple[str, int]], prior: Prior, n_budgets: int, ratio: float) -> float:
-    """The smallest top budget at which the lowest of `n_budgets` levels (`ratio` apart) expects its optimum
-    at the ladder's second size, so that its best size can have a smaller neighbour; 0 when the prior does
-    not grow with compute (nothing to shift)."""
-    if prior.exponent <= 0 or len(ladder) < 2:
-        return 0.0
-    lowest = (ladder[1][1] / prior.coefficient) ** (1.0 / prior.exponent)
-    return lowest * ratio ** (n_budgets - 1)
+MIN_RATIO = 1.2  # the closest two budgets may sit when a variant's levels are squeezed above its lowest_level
+
+
+def variant_levels(ladder: list[tuple[str, int]], prior: Prior, top: float, n_budgets: int, ratio: float) -> list:
+    """A variant's `n_budgets` IsoFLOP levels: `ratio` apart up to `top`, unless their lowest would lie below
+    where the variant can bracket (prior.lowest_level, or where its prior optimum drops below the ladder's
+    second size: no smaller neighbour); then the lowest level moves up to that floor and the top to
+    max(top, floor x MIN_RATIO^(n-1)): the levels sit closer than `ratio` rather than far above `top`."""
+    floor = prior.lowest_level
+    if prior.exponent > 0 and len(ladder) >= 2:
+        floor = max(floor, (ladder[1][1] / prior.coefficient) ** (1.0 / prior.exponent))
+    lowest = max(top / ratio ** (n_budgets - 1), floor)
+    top_v = max(top, lowest * MIN_RATIO ** (n_budgets - 1))
+    return [float(f"{x:.3g}") for x in np.geomspace(lowest, top_v, n_budgets)]
 
 
 def grid_config(base: dict, ladders: dict, priors, top: float, n_budgets: int, ratio: float,
                 sizes_per_budget: int) -> dict:
-    """A study config: `base` with, per variant, IsoFLOP levels top_v / ratio^j (j = n_budgets-1 .. 0), each
-    listing the sizes of the variant's ladder nearest to *its* prior optimum there. top_v = top, raised to
-    the variant's bracketable_top where its optimum at `top` / ratio^(n-1) would be the ladder's smallest
-    size (a variant whose FLOPs per token are high, e.g. the Reformer, needs more compute to bracket).
-    `priors`: {variant: Prior}, or one Prior for all."""
+    """A study config: `base` with, per variant, the IsoFLOP levels of `variant_levels`, each listing the
+    sizes of the variant's ladder nearest to *its* prior optimum there (a variant whose FLOPs per token are
+    high, e.g. the Reformer, needs more compute to bracket). `priors`: {variant: Prior}, or one Prior."""
     import copy
 
     cfg = copy.deepcopy(base)
     common = [top / ratio ** j for j in range(n_budgets - 1, -1, -1)]
     for variant, ladder in ladders.items():
         prior = priors[variant] if isinstance(priors, dict) else priors
-        top_v = max(top, bracketable_top(ladder, prior, n_budgets, ratio))
-        entries = [{"level": float(f"{top_v / ratio ** j:.3g}"),
-                    "sizes": pick_sizes(ladder, prior.n_opt(top_v / ratio ** j), sizes_per_budget)}
-                   for j in range(n_budgets - 1, -1, -1)]
+        entries = [{"level": level, "sizes": pick_sizes(ladder, prior.n_opt(level), sizes_per_budget)}
+                   for level in variant_levels(ladder, prior, top, n_budgets, ratio)]
         used = {n for e in entries for n in e["sizes"]}
         cfg["variants"][variant]["sizes"] = [n for n, _ in ladder if n in used]
         cfg["variants"][variant]["budgets"] = {"levels": entries}

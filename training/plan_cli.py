@@ -29,14 +29,14 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 # Where each variant's optimum lay in the default study (config/plan_prior.csv, written from its Approach-2
 # tables by `prior_points`): the prior when no --prior is given. Refresh it when the default study changes.
 DEFAULT_PRIOR = ROOT / "config" / "plan_prior.csv"
-PRIOR_COLS = ["variant", "compute", "n_opt", "bracketed"]
+PRIOR_COLS = ["variant", "compute", "n_opt", "bracketed", "at_smallest"]
 
 
 def prior_points(path) -> pd.DataFrame:
-    """Measured optima (variant, compute, n_opt, bracketed) of a previous study: a CSV of those columns
-    (config/plan_prior.csv), or a study's analysis folder (results/analysis): per budget of the primary
-    compute column, N_opt of a bracketed budget, else the N of its best size (a bound: the optimum lies
-    at or beyond it, which is still where the next plan should look)."""
+    """Measured optima (variant, compute, n_opt, bracketed, at_smallest) of a previous study: a CSV of those
+    columns (config/plan_prior.csv), or a study's analysis folder (results/analysis): per budget of the
+    primary compute column, N_opt of a bracketed budget, else the N of its best size (a bound: the optimum
+    lies at or beyond it); at_smallest: that best size was the budget's smallest."""
     path = Path(path)
     if path.is_file():
         return pd.read_csv(path, comment="#")[PRIOR_COLS]
@@ -49,6 +49,8 @@ def prior_points(path) -> pd.DataFrame:
     sizes = pd.read_csv(finals_csv).groupby(["variant", "size"])["params_nonembedding"].first()
     best_n = [sizes.get((v, s), np.nan) for v, s in zip(iso["variant"], iso["best_size"])]
     iso["n_opt"] = np.where(iso["status"] == "ok", iso["N_opt"], best_n)
+    smallest = [str(sz).split()[0] if isinstance(sz, str) else None for sz in iso["sizes"]]  # sizes in N order
+    iso["at_smallest"] = (iso["status"] == "unbracketed") & (iso["best_size"] == pd.Series(smallest))
     return iso.dropna(subset=["n_opt"])[PRIOR_COLS].reset_index(drop=True)
 
 

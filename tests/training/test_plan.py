@@ -105,9 +105,10 @@ def test_each_variant_gets_sizes_around_its_own_optimum_and_levels_it_can_bracke
     levels = lambda v: cfg["variants"][v]["budgets"]["levels"]
     assert levels("small")[-1] == {"level": 1e12, "sizes": ["b", "c", "d"]}
     assert levels("large")[-1] == {"level": 1e12, "sizes": ["c", "d", "e"]}
-    # 'late' is raised until its lowest level expects its optimum at the ladder's second size, b
-    assert levels("late")[0]["level"] == pytest.approx(1e14, rel=0.01)
-    assert levels("late")[0]["sizes"] == ["a", "b", "c"] and levels("late")[-1]["level"] == pytest.approx(4e14, rel=0.01)
+    # 'late' starts where its prior optimum reaches the ladder's second size, b, and its levels sit closer
+    # than 2x (1.2x) instead of climbing 4x above it
+    assert levels("late")[0] == {"level": 1e14, "sizes": ["a", "b", "c"]}
+    assert [e["level"] for e in levels("late")] == [1e14, 1.2e14, 1.44e14]
     assert cfg["budgets"]["levels"] == [2.5e11, 5e11, 1e12]
 
 
@@ -120,6 +121,7 @@ def test_priors_pool_one_exponent_and_put_each_variant_through_its_own_optima():
     assert priors["a"].coefficient == pytest.approx(1e-3) and priors["b"].coefficient == pytest.approx(4e-3)
     assert priors["c"].n_opt(1e12) == pytest.approx(2e4)  # one optimum: the pooled exponent through it
     assert priors["d"].coefficient == pytest.approx(np.median([priors[v].coefficient for v in "abc"]))
+    assert priors["a"].lowest_level == 0.0
     flat = plan.fit_priors(pts.assign(n_opt=2e4), ["a"])  # optima that do not move: the exponent's lower bound
     assert flat["a"].exponent == plan.EXPONENT_RANGE[0]
 
@@ -128,6 +130,7 @@ def test_a_prior_is_read_from_a_studys_analysis_folder(tmp_path):
     fit = tmp_path / "fit" / "gpt2" / "flops"
     fit.mkdir(parents=True)
     pd.DataFrame({"variant": ["gpt2", "gpt2"], "compute": [1e12, 2e12], "best_size": ["xs", "xxs"],
+                  "sizes": ["xxs xs xsm", "xxs xs xsm"],
                   "status": ["ok", "unbracketed"], "bracketed": [True, False], "N_opt": [2.5e4, np.nan]}
                  ).to_csv(fit / "isoflop.csv", index=False)
     (tmp_path / "frontier").mkdir()
@@ -135,5 +138,17 @@ def test_a_prior_is_read_from_a_studys_analysis_folder(tmp_path):
                  ).to_csv(tmp_path / "frontier" / "final_points.csv", index=False)
     pts = plan_cli.prior_points(tmp_path)
     assert pts["n_opt"].tolist() == [2.5e4, 5536]  # bracketed: the parabola's N_opt; else the best size's N
+    assert pts["at_smallest"].tolist() == [False, True]
     with pytest.raises(FileNotFoundError, match="isoflop.csv"):
         plan_cli.prior_points(tmp_path / "frontier")
+
+
+def test_a_variant_whose_optimum_left_the_ladders_bottom_late_is_planned_above_that():
+    pts = pd.DataFrame({"variant": ["r"] * 4, "compute": [2.4e12, 3.4e12, 4.8e12, 6.8e12],
+                        "n_opt": [4.8e3, 2.2e4, 2.2e4, 2.3e4], "at_smallest": [True, False, False, False]})
+    prior = plan.fit_priors(pts, ["r"])["r"]
+    assert prior.lowest_level == 3.4e12
+    assert prior.n_opt(4.8e12) == pytest.approx(2.2e4, rel=0.1)  # the bound at 2.4e12 is no optimum
+    ladder = [("a", 4.8e3), ("b", 7.2e3), ("c", 2.2e4), ("d", 5.6e4)]
+    assert plan.variant_levels(ladder, prior, 1e12, 3, 2.0) == [3.4e12, 4.08e12, 4.9e12]
+    assert plan.variant_levels(ladder, prior, 4e13, 3, 2.0) == [1e13, 2e13, 4e13]  # far above: 2x apart
