@@ -59,10 +59,9 @@ def angular_buckets(vectors: torch.Tensor, rotations: torch.Tensor) -> torch.Ten
 def _look_back(x: torch.Tensor, w: int, fill) -> torch.Tensor:
     """(B, H, R, T, *rest) -> (B, H, R, T, w + 1, *rest): for each sorted index s the entries
     at s - w .. s (slot w - k holds s - k; `fill` before the start)."""
-    lead, T, rest = x.shape[:3], x.shape[3], x.shape[4:]
+    lead, rest = x.shape[:3], x.shape[4:]
     padded = torch.cat([x.new_full((*lead, w, *rest), fill), x], dim=3)  # (B, H, R, w + T, *rest)
-    index = torch.arange(T, device=x.device)[:, None] + torch.arange(w + 1, device=x.device)[None, :]  # (T, w+1)
-    return padded[:, :, :, index]  # (B, H, R, T, w + 1, *rest)
+    return padded.unfold(3, w + 1, 1).movedim(-1, 4)  # (B, H, R, T, w + 1, *rest): a strided view, no copy
 
 
 def causal_bucket_attention(qk: torch.Tensor, v: torch.Tensor, buckets: torch.Tensor, window: int):
