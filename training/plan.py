@@ -185,15 +185,19 @@ def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) ->
     ln n_opt on ln C pooled over the variants (clipped to `exponent_range`; its middle without two
     computes of one variant), and per variant the coefficient that puts the power law through its own
     bracketed-or-not optima (geometric mean); a variant without optima gets the median coefficient.
-    A variant's lowest_level is the first measured compute above its last optimum at a smallest size
-    (a power law cannot say that a variant's optimum leaves the bottom of the ladder late)."""
+    A variant's lowest_level is the first measured compute above its optima at a smallest size that lie
+    below all its other optima (a power law cannot say that a variant's optimum leaves the bottom of the
+    ladder late)."""
     pts = points[points["variant"].isin(list(variants)) & (points["n_opt"] > 0) & (points["compute"] > 0)]
     lowest = {}
     if "at_smallest" in pts.columns:
         for v, g in pts.groupby("variant"):
-            stuck = g.loc[g["at_smallest"].astype(bool), "compute"]
-            above = g.loc[g["compute"] > stuck.max(), "compute"] if len(stuck) else g["compute"].iloc[:0]
-            lowest[v] = float(above.min()) if len(above) else float(stuck.max() * 2) if len(stuck) else 0.0
+            at = g["at_smallest"].astype(bool)
+            free = g.loc[~at, "compute"]
+            # only a bottom below every free optimum is a floor (an optimum moving down at high compute is not)
+            stuck = g.loc[at & (g["compute"] < (free.min() if len(free) else np.inf)), "compute"]
+            lowest[v] = float(free[free > stuck.max()].min()) if len(stuck) and len(free) else \
+                float(stuck.max() * 2) if len(stuck) else 0.0
         pts = pts[~pts["at_smallest"].astype(bool)]  # a bound, not an optimum: it would drag the law down
     x, y = np.log(pts["compute"].to_numpy(float)), np.log(pts["n_opt"].to_numpy(float))
     g = pts["variant"].to_numpy()

@@ -36,7 +36,10 @@ def prior_points(path) -> pd.DataFrame:
     """Measured optima (variant, compute, n_opt, bracketed, at_smallest) of a previous study: a CSV of those
     columns (config/plan_prior.csv), or a study's analysis folder (results/analysis): per budget of the
     primary compute column, N_opt of a bracketed budget, else the N of its best size (a bound: the optimum
-    lies at or beyond it); at_smallest: that best size was the budget's smallest."""
+    lies at or beyond it); at_smallest: that best size was the budget's smallest and the ladder's smallest
+    (models/presets.py), so no budget there can bracket."""
+    from models.presets import LADDER
+
     path = Path(path)
     if path.is_file():
         return pd.read_csv(path, comment="#")[PRIOR_COLS]
@@ -50,7 +53,8 @@ def prior_points(path) -> pd.DataFrame:
     best_n = [sizes.get((v, s), np.nan) for v, s in zip(iso["variant"], iso["best_size"])]
     iso["n_opt"] = np.where(iso["status"] == "ok", iso["N_opt"], best_n)
     smallest = [str(sz).split()[0] if isinstance(sz, str) else None for sz in iso["sizes"]]  # sizes in N order
-    iso["at_smallest"] = (iso["status"] == "unbracketed") & (iso["best_size"] == pd.Series(smallest))
+    iso["at_smallest"] = ((iso["status"] == "unbracketed") & (iso["best_size"] == pd.Series(smallest))
+                          & (iso["best_size"] == next(iter(LADDER))))
     return iso.dropna(subset=["n_opt"])[PRIOR_COLS].reset_index(drop=True)
 
 

@@ -129,16 +129,17 @@ def test_priors_pool_one_exponent_and_put_each_variant_through_its_own_optima():
 def test_a_prior_is_read_from_a_studys_analysis_folder(tmp_path):
     fit = tmp_path / "fit" / "gpt2" / "flops"
     fit.mkdir(parents=True)
-    pd.DataFrame({"variant": ["gpt2", "gpt2"], "compute": [1e12, 2e12], "best_size": ["xs", "xxs"],
-                  "sizes": ["xxs xs xsm", "xxs xs xsm"],
-                  "status": ["ok", "unbracketed"], "bracketed": [True, False], "N_opt": [2.5e4, np.nan]}
+    pd.DataFrame({"variant": ["gpt2"] * 3, "compute": [1e12, 2e12, 3e11], "best_size": ["xs", "xxs", "xxxs"],
+                  "sizes": ["xxs xs xsm", "xxs xs xsm", "xxxs xxs xs"],
+                  "status": ["ok", "unbracketed", "unbracketed"], "bracketed": [True, False, False],
+                  "N_opt": [2.5e4, np.nan, np.nan]}
                  ).to_csv(fit / "isoflop.csv", index=False)
     (tmp_path / "frontier").mkdir()
-    pd.DataFrame({"variant": ["gpt2"] * 2, "size": ["xs", "xxs"], "params_nonembedding": [21312, 5536]}
+    pd.DataFrame({"variant": ["gpt2"] * 3, "size": ["xs", "xxs", "xxxs"], "params_nonembedding": [21312, 5536, 2784]}
                  ).to_csv(tmp_path / "frontier" / "final_points.csv", index=False)
     pts = plan_cli.prior_points(tmp_path)
-    assert pts["n_opt"].tolist() == [2.5e4, 5536]  # bracketed: the parabola's N_opt; else the best size's N
-    assert pts["at_smallest"].tolist() == [False, True]
+    assert pts["n_opt"].tolist() == [2.5e4, 5536, 2784]  # bracketed: the parabola's N_opt; else the best size's N
+    assert pts["at_smallest"].tolist() == [False, False, True]  # only the ladder's smallest size is a floor
     with pytest.raises(FileNotFoundError, match="isoflop.csv"):
         plan_cli.prior_points(tmp_path / "frontier")
 
@@ -152,3 +153,6 @@ def test_a_variant_whose_optimum_left_the_ladders_bottom_late_is_planned_above_t
     ladder = [("a", 4.8e3), ("b", 7.2e3), ("c", 2.2e4), ("d", 5.6e4)]
     assert plan.variant_levels(ladder, prior, 1e12, 3, 2.0) == [3.4e12, 4.08e12, 4.9e12]
     assert plan.variant_levels(ladder, prior, 4e13, 3, 2.0) == [1e13, 2e13, 4e13]  # far above: 2x apart
+    # an optimum at the smallest size *above* the others (it moves down with compute) sets no floor
+    down = pts.assign(at_smallest=[False, False, False, True], n_opt=[2.2e4, 2.0e4, 1.8e4, 4.8e3])
+    assert plan.fit_priors(down, ["r"])["r"].lowest_level == 0.0
