@@ -211,18 +211,24 @@ def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) ->
     return {v: Prior(float(coef.get(v, fallback)), slope, lowest.get(v, 0.0)) for v in variants}
 
 
+TOSS_UP = 0.1  # n_opt this close (in log) to midway between two ladder sizes: either may win, so plan both
+
+
 def pick_sizes(ladder: list[tuple[str, int]], n_opt: float, k: int) -> list[str]:
-    """The k sizes of a ladder [(name, N)] nearest to n_opt in log N, keeping at least one on each side of
-    it where the ladder allows (so that the budget can bracket its optimum)."""
-    ranked = sorted(ladder, key=lambda s: abs(math.log(s[1] / n_opt)))
-    chosen = ranked[:k]
-    below = [s for s in ladder if s[1] < n_opt]
-    above = [s for s in ladder if s[1] > n_opt]
-    if below and not any(s[1] < n_opt for s in chosen):
-        chosen[-1] = max(below, key=lambda s: s[1])
-    if above and not any(s[1] > n_opt for s in chosen):
-        chosen[-1] = min(above, key=lambda s: s[1])
-    return [name for name, _ in sorted(chosen, key=lambda s: s[1])]
+    """k consecutive sizes of a ladder [(name, N)] around the size nearest to n_opt in log N, that size in
+    the middle (with k even, the extra one on n_opt's side), so that the size expected to win has a smaller
+    and a larger neighbour; shifted inward at the ladder's ends. When n_opt lies near the middle between two
+    sizes (within TOSS_UP of it, in log), either may win: k + 1 sizes then (k odd), both with neighbours.
+    (The k sizes nearest to n_opt are not enough: they can leave the nearer one at the budget's edge.)"""
+    rungs = sorted(ladder, key=lambda s: s[1])
+    logs = [math.log(n) for _, n in rungs]
+    i = min(range(len(rungs)), key=lambda j: abs(logs[j] - math.log(n_opt)))
+    j = i + 1 if n_opt > rungs[i][1] else i - 1  # the size on n_opt's other side
+    if k % 2 and 0 <= j < len(rungs) and abs(logs[i] - math.log(n_opt)) > (0.5 - TOSS_UP) * abs(logs[j] - logs[i]):
+        k += 1
+    below = (k - 1) // 2 + (k % 2 == 0 and n_opt < rungs[i][1])
+    lo = min(max(0, i - below), max(0, len(rungs) - k))
+    return [name for name, _ in rungs[lo:lo + k]]
 
 
 MIN_RATIO = 1.2  # the closest two budgets may sit when a variant's levels are squeezed above its lowest_level

@@ -36,8 +36,16 @@ def test_the_schedule_runs_cooldowns_after_their_stable_run_on_the_free_slots():
 def test_sizes_are_picked_around_the_expected_optimum():
     ladder = [("a", 1e3), ("b", 3e3), ("c", 1e4), ("d", 3e4), ("e", 1e5)]
     assert plan.pick_sizes(ladder, 1e4, 3) == ["b", "c", "d"]
-    assert plan.pick_sizes(ladder, 2e3, 3) == ["a", "b", "c"]
+    assert plan.pick_sizes(ladder, 1.2e3, 3) == ["a", "b", "c"]
+    assert plan.pick_sizes(ladder, 1.8e3, 3) == ["a", "b", "c", "d"]  # a toss-up between a and b
     assert plan.pick_sizes(ladder, 2e5, 3) == ["c", "d", "e"]  # the ladder ends: the best it can do
+    # between two sizes: the nearer one (d, 1.4x away) sits in the middle, not at the edge as the three
+    # nearest (b 5x, c 2.2x, d 1.4x -> c, d and b or e) could leave it
+    assert plan.pick_sizes(ladder, 2.4e4, 3) == ["c", "d", "e"]
+    # nearly midway between c and d (1.7x and 1.8x): either may win, so both get neighbours (4 sizes)
+    assert plan.pick_sizes(ladder, 1.7e4, 3) == ["b", "c", "d", "e"]
+    assert plan.pick_sizes([("a", 4.8e3), ("b", 7.2e3), ("c", 2.2e4), ("d", 5.6e4)], 1.53e4, 3) == ["b", "c", "d"]
+    assert plan.pick_sizes(ladder, 8e3, 4) == ["a", "b", "c", "d"] and plan.pick_sizes(ladder, 1.2e4, 4) == ["b", "c", "d", "e"]
 
 
 @pytest.fixture(scope="module")
