@@ -165,15 +165,24 @@ def simulate_wall(jobs: list[dict], slots: int) -> float:
 # ---------------------------------------------------------------- proposing a budget grid
 @dataclass(frozen=True)
 class Prior:
-    """Where the optimum is expected: N_opt(C) = coefficient x C^exponent (non-embedding N, accounted C).
-    `lowest_level`: no budget below it can bracket (measured: below it the optimum was the smallest size
-    a budget offered; 0 = no such bound)."""
+    """Where the optimum is expected: N_opt(C) = coefficient x C^exponent (non-embedding N, accounted C);
+    with measured optima (`points`: ((C, N_opt), ...) by C), N_opt is interpolated between them in log-log
+    and the power law, anchored at the nearest end, carries it beyond them. `lowest_level`: no budget below
+    it can bracket (measured: below it the optimum was the ladder's smallest size; 0 = no such bound)."""
     coefficient: float
     exponent: float
     lowest_level: float = 0.0
+    points: tuple = ()
 
     def n_opt(self, compute: float) -> float:
-        return self.coefficient * compute ** self.exponent
+        if not self.points:
+            return self.coefficient * compute ** self.exponent
+        lc, ln = np.log([c for c, _ in self.points]), np.log([n for _, n in self.points])
+        x = math.log(compute)
+        end = 0 if x < lc[0] else -1 if x > lc[-1] else None
+        if end is None:
+            return float(np.exp(np.interp(x, lc, ln)))
+        return float(np.exp(ln[end] + self.exponent * (x - lc[end])))
 
 
 EXPONENT_RANGE = (0.25, 0.9)  # N_opt ~ C^a: a pooled slope outside this is noise at a study's 2-4x of compute
@@ -184,7 +193,9 @@ def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) ->
     budget's best size was its smallest, unbracketed): one exponent for all, the within-variant slope of
     ln n_opt on ln C pooled over the variants (clipped to `exponent_range`; its middle without two
     computes of one variant), and per variant the coefficient that puts the power law through its own
-    bracketed-or-not optima (geometric mean); a variant without optima gets the median coefficient.
+    bracketed-or-not optima (geometric mean); a variant without optima gets the median coefficient. Each
+    prior keeps its variant's optima: within their range N_opt is interpolated between them (an optimum
+    that moves faster or slower than the pooled law, or back, is planned where it was measured).
     A variant's lowest_level is the first measured compute above its optima at a smallest size that lie
     below all its other optima (a power law cannot say that a variant's optimum leaves the bottom of the
     ladder late)."""
@@ -208,7 +219,11 @@ def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) ->
     slope = float(np.clip(slope, lo, hi))
     coef = pd.Series(y - slope * x).groupby(g).mean().map(np.exp).to_dict()
     fallback = float(np.exp(np.median(np.log(list(coef.values()))))) if coef else 2.1e4 / 1e12 ** slope
-    return {v: Prior(float(coef.get(v, fallback)), slope, lowest.get(v, 0.0)) for v in variants}
+    measured = {v: tuple((float(c), float(np.exp(n.mean()))) for c, n in
+                         pd.Series(np.log(gg["n_opt"].to_numpy(float)), index=gg["compute"].to_numpy(float))
+                         .groupby(level=0)) for v, gg in pts.groupby("variant")}
+    return {v: Prior(float(coef.get(v, fallback)), slope, lowest.get(v, 0.0), measured.get(v, ()))
+            for v in variants}
 
 
 TOSS_UP = 0.1  # n_opt this close (in log) to midway between two ladder sizes: either may win, so plan both
@@ -237,11 +252,18 @@ MIN_RATIO = 1.2  # the closest two budgets may sit when a variant's levels are s
 def variant_levels(ladder: list[tuple[str, int]], prior: Prior, top: float, n_budgets: int, ratio: float) -> list:
     """A variant's `n_budgets` IsoFLOP levels: `ratio` apart up to `top`, unless their lowest would lie below
     where the variant can bracket (prior.lowest_level, or where its prior optimum drops below the ladder's
-    second size: no smaller neighbour); then the lowest level moves up to that floor and the top to
+    second size: no smaller neighbour) or below its lowest measured optimum (the prior is not carried
+    downward: there the smallest sizes were seen on plateaus, e.g. ELECTRA's base rate); then the lowest level moves up to that floor and the top to
     max(top, floor x MIN_RATIO^(n-1)): the levels sit closer than `ratio` rather than far above `top`."""
     floor = prior.lowest_level
-    if prior.exponent > 0 and len(ladder) >= 2:
-        floor = max(floor, (ladder[1][1] / prior.coefficient) ** (1.0 / prior.exponent))
+    if prior.exponent > 0 and len(ladder) >= 2:  # the compute above which the prior expects >= the second size
+        if not prior.points:
+            floor = max(floor, (ladder[1][1] / prior.coefficient) ** (1.0 / prior.exponent))
+        else:  # and not below its lowest measured optimum: below it small sizes still sit on plateaus
+            floor = max(floor, prior.points[0][0])
+            grid = np.geomspace(1e6, 1e24, 1801)
+            below = grid[np.array([prior.n_opt(c) for c in grid]) < ladder[1][1]]
+            floor = max(floor, float(below.max()) if below.size and below.max() < grid[-1] else 0.0)
     lowest = max(top / ratio ** (n_budgets - 1), floor)
     top_v = max(top, lowest * MIN_RATIO ** (n_budgets - 1))
     return [float(f"{x:.3g}") for x in np.geomspace(lowest, top_v, n_budgets)]

@@ -69,7 +69,8 @@ def test_a_plan_fits_its_budget_and_is_a_valid_study(base):
         for v in VARIANTS:
             levels = cfg["variants"][v]["budgets"]["levels"]
             assert len(levels) == 3 and all(len(e["sizes"]) >= 3 for e in levels)
-            assert levels[1]["level"] == pytest.approx(2 * levels[0]["level"], rel=0.01)
+            ratios = [b["level"] / a["level"] for a, b in zip(levels, levels[1:])]  # 2x, or closer above a floor
+            assert all(plan.MIN_RATIO * 0.98 <= r <= 2.02 for r in ratios) and ratios[0] == pytest.approx(ratios[1], rel=0.02)
 
 
 def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monkeypatch, capsys):
@@ -164,3 +165,13 @@ def test_a_variant_whose_optimum_left_the_ladders_bottom_late_is_planned_above_t
     # an optimum at the smallest size *above* the others (it moves down with compute) sets no floor
     down = pts.assign(at_smallest=[False, False, False, True], n_opt=[2.2e4, 2.0e4, 1.8e4, 4.8e3])
     assert plan.fit_priors(down, ["r"])["r"].lowest_level == 0.0
+
+
+def test_a_prior_interpolates_its_measured_optima_and_is_not_carried_below_them():
+    pts = pd.DataFrame({"variant": ["e"] * 3, "compute": [3e11, 7e11, 1.4e12], "n_opt": [2.7e4, 2.0e4, 8.5e3],
+                        "at_smallest": [False] * 3})
+    prior = plan.fit_priors(pts, ["e"])["e"]
+    assert prior.n_opt(7e11) == pytest.approx(2.0e4) and 8.5e3 < prior.n_opt(1e12) < 2.0e4  # between, not the law
+    assert prior.n_opt(2.8e12) > prior.n_opt(1.4e12)  # beyond the last optimum: the pooled law, upward
+    ladder = [("a", 3e3), ("b", 8e3), ("c", 2.5e4), ("d", 6e4)]
+    assert plan.variant_levels(ladder, prior, 4e11, 3, 2.0)[0] == 3e11  # not below its lowest measured optimum
