@@ -253,13 +253,14 @@ def variant_levels(ladder: list[tuple[str, int]], prior: Prior, top: float, n_bu
     """A variant's `n_budgets` IsoFLOP levels: `ratio` apart up to `top`, unless their lowest would lie below
     where the variant can bracket (prior.lowest_level, or where its prior optimum drops below the ladder's
     second size: no smaller neighbour) or below its lowest measured optimum (the prior is not carried
-    downward: there the smallest sizes were seen on plateaus, e.g. ELECTRA's base rate); then the lowest level moves up to that floor and the top to
-    max(top, floor x MIN_RATIO^(n-1)): the levels sit closer than `ratio` rather than far above `top`."""
+    downward: there the smallest sizes were seen on plateaus, e.g. ELECTRA's base rate); then the lowest
+    level moves up to that floor and the top to max(top, floor x MIN_RATIO^(n-1)): the levels sit closer
+    than `ratio` rather than far above `top`."""
     floor = prior.lowest_level
     if prior.exponent > 0 and len(ladder) >= 2:  # the compute above which the prior expects >= the second size
         if not prior.points:
             floor = max(floor, (ladder[1][1] / prior.coefficient) ** (1.0 / prior.exponent))
-        else:  # and not below its lowest measured optimum: below it small sizes still sit on plateaus
+        else:
             floor = max(floor, prior.points[0][0])
             grid = np.geomspace(1e6, 1e24, 1801)
             below = grid[np.array([prior.n_opt(c) for c in grid]) < ladder[1][1]]

@@ -175,3 +175,19 @@ def test_a_prior_interpolates_its_measured_optima_and_is_not_carried_below_them(
     assert prior.n_opt(2.8e12) > prior.n_opt(1.4e12)  # beyond the last optimum: the pooled law, upward
     ladder = [("a", 3e3), ("b", 8e3), ("c", 2.5e4), ("d", 6e4)]
     assert plan.variant_levels(ladder, prior, 4e11, 3, 2.0)[0] == 3e11  # not below its lowest measured optimum
+
+
+def test_no_training_job_imports_the_planner():
+    """The training rules' code hash leaves training/plan.py and plan_cli.py out (workflow/rules/common.smk):
+    true only while a training job's imports do not reach them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.argv = ['x']\n"
+            "import archscale.workflow, training.loop, training.prepare, training.study, training.checkpoint, models\n"
+            "print(sorted(m for m in sys.modules if m in ('training.plan', 'training.plan_cli')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=plan_cli.ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+    train_script = (plan_cli.ROOT / "workflow" / "scripts" / "train.py").read_text()
+    assert "training.plan " not in train_script and "training.plan_cli" not in train_script
+    assert "PLANNER_CODE" in (plan_cli.ROOT / "workflow" / "rules" / "common.smk").read_text()

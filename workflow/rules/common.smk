@@ -11,6 +11,9 @@ VARIANTS = list(STUDY["variants"])
 # the code a training job runs besides its model (the model's own files are in the study's source_hash):
 # whole package folders, so that no module can be forgotten in a hand-kept list
 TRAIN_CODE = ("training", "archscale/workflow.py", "workflow/scripts/train.py")
+# ... except the planner (`archscale plan`, and the report's predicted job times), which no training job
+# imports (tests/training/test_plan.py checks): editing it must not retrain a finished study
+PLANNER_CODE = ("training/plan.py", "training/plan_cli.py")
 # a lineage is (variant, size, seed, lr); each of its budgets is a run in a folder of its own
 LINEAGE_DIR = f"{RESULTS}/runs/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
 RUN_DIR = f"{LINEAGE_DIR}/{{budget}}"
@@ -26,23 +29,25 @@ wildcard_constraints:
     compute="flops|flops_6n",
 
 
-def source_hash(*paths):
+def source_hash(*paths, exclude=()):
     """sha256 of the source files a job runs: Snakemake tracks params, not script contents."""
     h = hashlib.sha256()
+    skip = {Path(workflow.basedir, x) for x in exclude}
     for path in paths:
         for f in (
             sorted(Path(workflow.basedir, path).glob("**/*.py"))
             if Path(workflow.basedir, path).is_dir()
             else [Path(workflow.basedir, path)]
         ):
-            h.update(f.read_bytes())
+            if f not in skip:
+                h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
 # analysis code each stage runs: the whole analysis package (and the glue the scripts share)
 STATS_CODE = ("analysis", "archscale/workflow.py")
 FIGURES_CODE = STATS_CODE
-REPORT_CODE = STATS_CODE + ("workflow/scripts/report.py",)
+REPORT_CODE = STATS_CODE + ("workflow/scripts/report.py", "training/plan.py")
 
 
 def lineage_of(wildcards):
@@ -93,7 +98,7 @@ def train_config(wildcards):
 
 
 def train_source_hash(wildcards):
-    return f"{run_of(wildcards)['source_hash']}-{source_hash(*TRAIN_CODE)}"
+    return f"{run_of(wildcards)['source_hash']}-{source_hash(*TRAIN_CODE, exclude=PLANNER_CODE)}"
 
 
 def train_mem_mb(wildcards, attempt):
