@@ -124,6 +124,31 @@ def train_runtime(wildcards, attempt):
     return int(10 + 2 * run["train_flops"] / rate / 60 * attempt)
 
 
+# A rough single-thread CPU cost of the ladder's small models: a fixed time per optimiser step (15-30 ms,
+# measured in the default study) plus the accounted FLOPs at 3e10 FLOP/s. Only the order it gives is used.
+STEP_SECONDS, FLOP_RATE = 0.015, 3e10
+
+
+def expected_seconds(run):
+    """Rough seconds of one training job (a stable run or a budget's run of training/study.py)."""
+    t = run["train_config"]
+    if "stable_tokens" in run:
+        tokens = run["stable_tokens"]
+    else:
+        tokens = run["budget_tokens"] - (
+            run["branch_tokens"] if run["schedule"] == "wsd" else 0
+        )
+    steps = tokens / (t["batch_size"] * t["seq_len"])
+    return STEP_SECONDS * steps + run["train_flops"] / FLOP_RATE
+
+
+def train_priority(wildcards):
+    """Snakemake priority of a training job: its expected seconds, so that the longest jobs start
+    first and a study does not end on one long run with the other cores idle (at least 1: the
+    rules without a priority have 0)."""
+    return max(1, int(round(expected_seconds(run_of(wildcards)))))
+
+
 def analysis_params():
     return dict(config["analysis"])
 

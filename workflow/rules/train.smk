@@ -17,6 +17,7 @@ if WSD:
             f"{TRAIN_LOG}/stable.log",
         benchmark:
             f"{TRAIN_BENCH}/stable.tsv"
+        priority: train_priority
         conda:
             ENV
         threads: config["training"]["threads"]
@@ -44,6 +45,7 @@ if WSD:
             f"{TRAIN_LOG}/{{budget}}.log",
         benchmark:
             f"{TRAIN_BENCH}/{{budget}}.tsv"
+        priority: train_priority
         conda:
             ENV
         threads: config["training"]["threads"]
@@ -72,6 +74,7 @@ else:
             f"{TRAIN_LOG}/{{budget}}.log",
         benchmark:
             f"{TRAIN_BENCH}/{{budget}}.tsv"
+        priority: train_priority
         conda:
             ENV
         threads: config["training"]["threads"]
