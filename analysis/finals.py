@@ -205,8 +205,9 @@ def isoflop_table(finals: pd.DataFrame, compute: str, n_boot: int, rng: np.rando
         ok = boot[np.isfinite(boot)]
         lo, hi = np.percentile(ok, [q, 100 - q]) if ok.size else (np.nan, np.nan)
         rows.append({**row, "status": "ok", "note": "", "N_opt": np.exp(u), "N_opt_lo": np.exp(lo), "N_opt_hi": np.exp(hi),
-                     "D_opt": np.exp(b.d_at(u)), "D_opt_lo": np.exp(b.d_at(lo)) if ok.size else np.nan,
-                     "D_opt_hi": np.exp(b.d_at(hi)) if ok.size else np.nan,
+                     # D falls as N rises at a fixed budget: N's upper bound gives D's lower one
+                     "D_opt": np.exp(b.d_at(u)), "D_opt_lo": np.exp(b.d_at(hi)) if ok.size else np.nan,
+                     "D_opt_hi": np.exp(b.d_at(lo)) if ok.size else np.nan,
                      "loss_opt": float(np.polyval([p.a, p.b, p.c], u)), "n_failed": int(n_boot - ok.size)})
     table = pd.DataFrame(rows).reindex(columns=ISOFLOP_COLS)
     return table, {"budgets": {b.name: b for b in budgets}, "draws": draws, "sigma": sigma}
