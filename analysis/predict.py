@@ -351,23 +351,93 @@ def summary_line(table: pd.DataFrame) -> str:
     return line
 
 
-def predict_final_losses(curves, fraction: float = FRACTION, level: float = LEVEL, forms=FORMS) -> Predictions:
-    """Predict every run's final loss from the first ``fraction`` of its stable phase (module docstring);
-    ``forms``: the early-curve forms to try, in order (a run uses the first that fits)."""
+def _check_args(fraction: float, level: float, forms) -> None:
     if not 0 < fraction < 1:
         raise ValueError(f"fraction={fraction!r} must be in (0, 1), e.g. 0.3 for the first 30% of the stable phase")
     if not 0 < level < 1:
         raise ValueError(f"level={level!r} must be in (0, 1), e.g. 0.9")
     if not forms or any(f not in FORM_POINTS for f in forms):
         raise ValueError(f"forms={forms!r}: give one or more of {', '.join(FORM_POINTS)}")
+
+
+def _wsd_facts(curves, fraction: float) -> list[dict]:
+    """_run_facts of every run of a learning-curve table (validated here)."""
     curves = validate_curves(curves)
     if "phase" not in curves:
         raise ValueError("the curve table has no 'phase' column: predictions need warmup-stable-decay runs "
                          "(phase = stable / cooldown, as training/collect.py writes them)")
     curves = curves.assign(lr=curves["lr"] if "lr" in curves else np.nan)
-    facts = [_run_facts(g.sort_values("tokens", kind="stable"), fraction) for _, g in curves.groupby("run", sort=True)]
-    rows = pd.DataFrame([_early_row(f, forms) for f in facts])
+    return [_run_facts(g.sort_values("tokens", kind="stable"), fraction) for _, g in curves.groupby("run", sort=True)]
+
+
+def _predict_rows(facts: list[dict], fraction: float, level: float, forms) -> pd.DataFrame:
+    return _finish_rows(pd.DataFrame([_early_row(f, forms) for f in facts]), fraction, level, forms)
+
+
+def _finish_rows(rows: pd.DataFrame, fraction: float, level: float, forms) -> pd.DataFrame:
     rows = rows.reindex(columns=list(dict.fromkeys(PREDICTION_COLS + list(rows.columns))))
     p = _pool(rows, forms)
     out = pd.DataFrame([_finish_row(row, p, r, level) for r, row in enumerate(rows.to_dict("records"))])
-    return Predictions(out.assign(fraction=fraction, level=level).reindex(columns=PREDICTION_COLS), fraction, level)
+    return out.assign(fraction=fraction, level=level).reindex(columns=PREDICTION_COLS)
+
+
+def predict_final_losses(curves, fraction: float = FRACTION, level: float = LEVEL, forms=FORMS) -> Predictions:
+    """Predict every run's final loss from the first ``fraction`` of its stable phase (module docstring);
+    ``forms``: the early-curve forms to try, in order (a run uses the first that fits)."""
+    _check_args(fraction, level, forms)
+    return Predictions(_predict_rows(_wsd_facts(curves, fraction), fraction, level, forms), fraction, level)
+
+
+@dataclass(frozen=True)
+class ReferenceRuns:
+    """A reference study's runs with their early windows fitted once (``reference_runs``), for repeated
+    ``predict_in_progress`` calls."""
+    rows: pd.DataFrame = field(repr=False)
+    fraction: float
+    forms: tuple
+
+
+def reference_runs(curves, fraction: float = FRACTION, forms=FORMS) -> ReferenceRuns:
+    """Fit every run of a learning-curve table of wsd runs once, as ``predict_in_progress``'s other lineages."""
+    _check_args(fraction, LEVEL, forms)
+    rows = pd.DataFrame([_early_row(f, forms) for f in _wsd_facts(curves, fraction)])
+    return ReferenceRuns(rows, fraction, tuple(forms))
+
+
+def predict_in_progress(reference, stable_rows, ident: dict, branches, seen_tokens: float | None = None,
+                        fraction: float = FRACTION, level: float = LEVEL, forms=FORMS) -> pd.DataFrame:
+    """Predict the final losses of a stable run still in progress, one row per budget it branches into
+    (PREDICTION_COLS; ``actual`` NaN), the same way as ``predict_final_losses`` but with the finished runs of
+    ``reference`` (a learning-curve table of wsd runs, e.g. a previous study's) as the other lineages: their
+    cooldown drops, extrapolation biases, cross-checked choice of form and calibration. A reference run of
+    the same lineage (``ident``'s variant, size, seed, lr) is left out, as its own lineage is in
+    ``predict_final_losses``. ``stable_rows``: the run's curve so far (columns tokens, loss, phase,
+    warmup_tokens); ``ident``: run, variant, objective, size, seed, lr; ``branches``: [(budget,
+    branch_tokens)], where each budget's cooldown starts; ``seen_tokens``: how far the run has trained (default:
+    its last row). A budget's window is its rows up to ``fraction`` x its branch tokens: the run must have
+    trained that far (``ValueError`` otherwise). ``reference``: a learning-curve table, or its
+    ``reference_runs`` (fitted once for many calls)."""
+    _check_args(fraction, level, forms)
+    rows = pd.DataFrame(stable_rows)
+    rows = rows[rows["phase"] == "stable"].sort_values("tokens", kind="stable")
+    warm = float(rows["warmup_tokens"].iloc[0]) if len(rows) and pd.notna(rows["warmup_tokens"].iloc[0]) else 0.0
+    seen = float(seen_tokens) if seen_tokens is not None else float(rows["tokens"].max()) if len(rows) else 0.0
+    targets = []
+    for budget, branch in branches:
+        cut = fraction * float(branch)
+        if cut > seen:
+            raise ValueError(f"budget {budget}: its window ends at {cut:.0f} tokens but the run has reached {seen:.0f}")
+        early = rows[(rows["tokens"] >= warm) & (rows["tokens"] <= cut)]
+        targets.append({**{k: ident[k] for k in ("variant", "objective", "size", "seed")},
+                        "run": f"{ident['run']}@{budget}", "lr": ident.get("lr", np.nan), "budget": budget,
+                        "final_tokens": np.nan, "actual": np.nan, "warmup": warm, "status_run": "ok",
+                        "branch_tokens": float(branch), "cut_tokens": cut, "branch_actual": np.nan, "early": early})
+    if not isinstance(reference, ReferenceRuns):
+        reference = reference_runs(reference, fraction, forms)
+    if reference.fraction != fraction or reference.forms != tuple(forms):
+        raise ValueError(f"the reference was fitted with fraction={reference.fraction}, forms={reference.forms}; "
+                         f"asked for fraction={fraction}, forms={tuple(forms)}")
+    own = pd.DataFrame([_early_row(f, forms) for f in targets])
+    out = _finish_rows(pd.concat([reference.rows, own], ignore_index=True), fraction, level, forms)
+    out = out.iloc[len(out) - len(targets):].reset_index(drop=True)
+    return out.assign(inside=np.nan, abs_error=np.nan, rel_error=np.nan)

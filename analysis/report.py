@@ -304,9 +304,15 @@ def caveats(inp: ReportInputs) -> list[str]:
         if len(g) > 1 and g["tier"].nunique() == 1:
             out.append(f"{v}: all {len(g)} sizes form one tier - no larger size beat the smallest by more than the noise "
                        "floor, so its frontier is the smallest model's curve and its exponent is not a scaling result.")
-    div = inp.runs[inp.runs["status"] != "ok"]
+    div = inp.runs[inp.runs["status"] == "diverged"]
     for r in div.to_dict("records"):
         out.append(f"{r['run']} diverged at step {r.get('diverged_step')} and is excluded from frontiers and fits.")
+    stopped = inp.runs[inp.runs["status"] == "stopped"]
+    for r in stopped.to_dict("records"):
+        out.append(f"{r['run']} was stopped early by the early-stop rule after {fmt(r.get('stop_tokens'))} tokens: "
+                   f"its final loss was predicted {fmt(r.get('stop_predicted'))} [{fmt(r.get('stop_lo'))}, "
+                   f"{fmt(r.get('stop_hi'))}], above the reference frontier {fmt(r.get('stop_frontier'))}; it is "
+                   "excluded from frontiers and fits.")
     if "causal_leak" in inp.runs:
         leaks = inp.runs[pd.to_numeric(inp.runs["causal_leak"], errors="coerce") > 0]
         for v, g in leaks.groupby("variant"):
@@ -714,6 +720,9 @@ def _methods_caveats_appendix(pdf: _PDF, inp: ReportInputs) -> None:
         pdf.h2("Snakemake job runtimes (benchmark files)")
         if "ratio" in inp.job_runtimes:
             pdf.para(job_time_sentence(inp.job_runtimes), size=8.5)
+        planned = planned_bracketing_sentence(_cfg(inp).get("plan") or {}, inp.tables.get("isoflop", pd.DataFrame()))
+        if planned:
+            pdf.para(planned, size=8.5)
         pdf.table(inp.job_runtimes, size=6.5)
 
 
@@ -744,6 +753,24 @@ def job_time_sentence(jobs: pd.DataFrame) -> str:
             f"over {len(j)} jobs (middle 80%: {j['ratio'].quantile(0.1):.2f}-{j['ratio'].quantile(0.9):.2f}); "
             f"all jobs together {j['seconds'].sum() / 60:.1f} min measured vs {j['predicted_s'].sum() / 60:.1f} min "
             f"predicted (ratio {total:.2f}).")
+
+
+def planned_bracketing_sentence(plan: dict, iso: pd.DataFrame) -> str:
+    """Which budgets `archscale plan` expected to bracket (all but plan.expected_unbracketed) against the
+    IsoFLOP table's bracketed column; empty without a plan or a table."""
+    if not plan or not len(iso) or "bracketed" not in iso:
+        return ""
+    below = [(v, float(x)) for v, levels in (plan.get("expected_unbracketed") or {}).items() for x in levels]
+    level = iso["budget"].astype(str).str.lstrip("CDT").astype(float)  # labels C<level> (3 significant digits)
+    exp = np.array([not any(bv == v and abs(bl / lv - 1) < 1e-3 for bv, bl in below)
+                    for v, lv in zip(iso["variant"], level)], bool)
+    got = iso["bracketed"].astype(str).str.lower().eq("true").to_numpy()
+    misses = [f"{v} {b}" for v, b, e, g in zip(iso["variant"], iso["budget"], exp, got) if e and not g]
+    line = (f"Bracketing as planned: the plan expected {int(exp.sum())} of {len(iso)} budgets to bracket and "
+            f"{int((exp & got).sum())} of them did" + (f" (not: {', '.join(misses)})" if misses else ""))
+    if (~exp).any():
+        line += f"; of the {int((~exp).sum())} it placed below a floor to fit the time, {int((~exp & got).sum())} bracketed"
+    return line + "."
 
 
 def build_report(inp: ReportInputs) -> bytes:

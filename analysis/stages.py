@@ -57,8 +57,9 @@ def prepare(curves, opts: AnalysisOptions) -> Prepared:
     selected, lr_choice = select_best_lr(valid)
     runs = run_table(valid)
     chosen = set(selected["run"])
-    runs["reason"] = np.where(runs["status"] != "ok", "diverged",
-                              np.where(runs["run"].isin(chosen), "", "lr not chosen"))
+    runs["reason"] = np.where(runs["status"] == "stopped", "stopped early: predicted off the frontier",
+                              np.where(runs["status"] != "ok", "diverged",
+                                       np.where(runs["run"].isin(chosen), "", "lr not chosen")))
     kept = selected[selected["status"] == "ok"]
     cut = early_transient(kept, fraction=opts.drop_fraction, use_warmup=opts.drop_warmup)
     kept = cut.kept(kept).reset_index(drop=True)

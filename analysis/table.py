@@ -22,7 +22,7 @@ REQUIRED = ("variant", "objective", "size", "seed", "params_total", "params_none
             "tokens", "flops", "flops_6n", "loss")
 OPTIONAL = ("run", "lr", "status", "eval_loss_se", "step", "warmup_tokens", "budget", "budget_tokens", "schedule", "phase")
 OBJECTIVES = ("causal", "masked", "rtd")
-STATUSES = ("ok", "diverged")
+STATUSES = ("ok", "diverged", "stopped")  # stopped: ended early by the early-stop rule (predicted off the frontier)
 _INT_COLS = ("seed", "params_total", "params_nonembedding", "tokens")
 _FLOAT_COLS = ("flops", "flops_6n", "loss", "lr", "eval_loss_se", "warmup_tokens", "step")
 _POSITIVE = ("flops", "flops_6n", "loss", "params_total", "params_nonembedding")
@@ -272,9 +272,10 @@ def validate_curves(df) -> pd.DataFrame:
     out = _sorted(out)
     for check in CHECKS:
         check(out)
-    if "status" in df.columns:  # a run diverged if any of its rows says so
+    if "status" in df.columns:  # a run diverged (else stopped) if any of its rows says so
         diverged = out.loc[out["status"] == "diverged", "run"].unique()
-        out["status"] = np.where(out["run"].isin(diverged), "diverged", "ok")
+        stopped = out.loc[out["status"] == "stopped", "run"].unique()
+        out["status"] = np.where(out["run"].isin(diverged), "diverged", np.where(out["run"].isin(stopped), "stopped", "ok"))
     return out.reset_index(drop=True)
 
 
@@ -330,8 +331,8 @@ def run_table(curves: pd.DataFrame) -> pd.DataFrame:
 def select_best_lr(df) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep, per (variant, size), the lr with the best mean final eval loss across seeds.
 
-    Diverged runs never count towards the mean; an lr with any diverged seed is only eligible when
-    every lr of that (variant, size) had a divergence.  Returns (curves restricted to the chosen lr,
+    Diverged runs (and runs stopped early) never count towards the mean; an lr with any diverged or stopped
+    seed is only eligible when every lr of that (variant, size) had one (n_diverged counts both).  Returns (curves restricted to the chosen lr,
     choice table: variant, size, lr, n_seeds, n_diverged, mean_final_loss, chosen).
     """
     curves = validate_curves(df)

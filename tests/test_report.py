@@ -13,7 +13,8 @@ from pypdf import PdfReader
 from analysis.io import write_figure
 from analysis.options import AnalysisOptions
 from analysis.plots import all_figures
-from analysis.report import SECTIONS, ReportInputs, build_report, ci, fmt, lr_sweep_table
+from analysis.report import (SECTIONS, ReportInputs, build_report, ci, fmt, lr_sweep_table,
+                             planned_bracketing_sentence)
 from analysis.stages import analyse, fit_stage
 from analysis.synthetic import synthetic_curves
 from training.study import validate_config
@@ -155,6 +156,15 @@ def test_the_appendix_shows_the_lr_sweep_and_predicted_vs_measured_job_time(craf
     assert set(table["lr of this study"]) == {"0.002"}
     assert "median ratio 1.10 over 2 jobs" in flat and "2.5 min measured vs 2.2 min predicted (ratio 1.15)" in flat
     assert "Learning-rate sweep" not in " ".join(pdf_text(build_report(crafted)).split())
+
+
+def test_the_plans_expected_bracketing_is_set_against_the_isoflop_tables():
+    iso = pd.DataFrame({"variant": ["a", "a", "b", "b"], "budget": ["C1e11", "C2e11", "C5.47e11", "C1e12"],
+                        "bracketed": [True, False, False, True]})
+    line = planned_bracketing_sentence({"expected_unbracketed": {"b": [5.47e11]}}, iso)
+    assert line == ("Bracketing as planned: the plan expected 3 of 4 budgets to bracket and 2 of them did (not: a C2e11); "
+                    "of the 1 it placed below a floor to fit the time, 0 bracketed.")
+    assert planned_bracketing_sentence({}, iso) == ""  # a study not written by `archscale plan`
 
 
 def test_budget_levels_given_with_their_sizes_and_per_variant_are_reported(crafted):

@@ -6,6 +6,8 @@ params_total, params_nonembedding, step, tokens, flops, flops_6n, loss (= eval l
 eval_loss_se, train_loss, warmup_tokens, phase (stable / cooldown / cosine), lr_at_step (the
 scheduled learning rate at that step), elapsed_s. A wsd run's rows are its stable run's rows
 up to the branch followed by its cooldown's; its last row is the (N, D) point of its budget.
+A budget stopped by the early-stop rule (status stopped) has only its stable run's rows up to the
+stop; the run table's stop_* columns hold the prediction that stopped it.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from training.tokenizer import SPECIAL_TOKENS
 RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "budget", "schedule", "status", "diverged_step", "steps_done",
               "params_total", "params_nonembedding", "causal_leak", "device", "threads", "elapsed_s",
               "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256")
+# a run stopped by the early-stop rule (status stopped): run.json's early_stop, as stop_<field> columns
+STOP_FIELDS = ("tokens", "predicted", "lo", "hi", "frontier", "form", "reason")
 
 
 def baselines(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int, *, seq_len: int | None = None,
@@ -85,7 +89,9 @@ def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
         curve["schedule"] = info.get("schedule", "cosine")
         curves.append(curve)
         last = curve.iloc[-1] if len(curve) else {}
+        stop = info.get("early_stop") or {}
         runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS},
+                     **{f"stop_{k}": stop.get(k) for k in STOP_FIELDS},
                      **{k: last.get(k, float("nan")) for k in ("tokens", "flops", "flops_6n")},
                      "final_loss": last.get("loss", float("nan")),
                      "size_config": json.dumps(info.get("size_config", {}), sort_keys=True)})

@@ -24,11 +24,14 @@ last step (stable runs also at every branch step, cooldowns at quarters of the c
 Outputs (written atomically): `curve.csv` (one row per evaluation) and `run.json`. A run
 whose loss turns non-finite or exceeds `diverge_factor` x the objective's chance-level loss
 (see `ArchModel.chance_loss`) stops with status `diverged` and the step; its curve is kept.
+A stable run given a `stop_check` (the study's optional early-stop rule) may end at the check
+with status `stopped`; its budgets that branch later are then recorded by `skip_cooldown`.
 """
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import math
 import os
@@ -421,22 +424,55 @@ def run(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, da
 
 def run_stable(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, data_dir, out_dir,
                branch_tokens=(), ckpt_dir=None, threads: int = 1, extra_info: dict | None = None,
-               logger: str = "none") -> dict:
+               logger: str = "none", stop_check=None) -> dict:
     """The stable phase of a wsd lineage, to cfg.tokens (its last budget's cooldown start), keeping a
     checkpoint at every branch in `branch_tokens` (where a budget's cooldown starts) and at the end.
     Resumes from its own newest checkpoint of the same trajectory, so extending it to a later
-    branch continues where it ended. Its outputs do not depend on `branch_tokens`."""
+    branch continues where it ended. Its outputs do not depend on `branch_tokens`.
+
+    `stop_check` (optional): (tokens, decide). Once the run has trained `tokens` (rounded up to a whole
+    step), `decide(rows, tokens_seen)` gets the curve rows so far and returns a dict with a truthy "stop"
+    to end the run there: status `stopped`, the curve up to that step, the dict in run.json as
+    `early_stop`. The check sees the same rows whether the run trains past it or resumes past it, so the
+    outputs stay a function of the configuration; a checkpoint is kept there, so that a later run
+    without the check resumes from it."""
     out_dir = Path(out_dir)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else out_dir / "checkpoints"
     stable = dataclasses.replace(cfg, stable_only=True)
     stop = stable.total_steps
     pinned = {int(b) // cfg.tokens_per_step for b in branch_tokens if int(b) // cfg.tokens_per_step <= stop} | {stop}
+    check = min(stop, -(-int(stop_check[0]) // cfg.tokens_per_step)) if stop_check else None
+    pinned |= {check} if check else set()
     s = setup(variant, size_name, size_overrides, stable, data_dir, threads)
     s.logger = make_logger(logger, out_dir)
     checkpoint.drop_foreign(ckpt_dir, s.key)
     resume(s, ckpt_dir, max_step=stop)
-    train_until(s, stop, set(stable.eval_steps()), "stable", ckpt_dir, pinned=pinned)
-    return write_outputs(s, out_dir, extra_info)
+    evals = set(stable.eval_steps())
+    verdict = None
+    if check:
+        train_until(s, check, evals, "stable", ckpt_dir, pinned=pinned)
+        if s.status == "ok":
+            seen = [r for r in s.rows if r["step"] <= check]
+            verdict = stop_check[1](seen, check * cfg.tokens_per_step)
+            if verdict.get("stop"):
+                s.rows, s.step, s.status = seen, check, "stopped"
+                log.info("stopped early at step %d: %s", check, verdict.get("reason", ""))
+    if s.status == "ok":
+        train_until(s, stop, evals, "stable", ckpt_dir, pinned=pinned)
+    extra = {**(extra_info or {}), **({"early_stop": {**verdict, "tokens": check * cfg.tokens_per_step}}
+                                      if verdict is not None else {})}
+    return write_outputs(s, out_dir, extra)
+
+
+def skip_cooldown(stable_dir, out_dir, extra_info: dict | None = None) -> dict:
+    """The record of a budget whose stable run stopped early (status `stopped`) before this budget's
+    cooldown would have branched off: its curve is the stable run's rows (no cooldown was trained),
+    its run.json the stable run's with `extra_info` (run_id, budget, the prediction that stopped it)."""
+    stable_dir = Path(stable_dir)
+    info = {**json.loads((stable_dir / "run.json").read_text()), **(extra_info or {}), "elapsed_s": 0.0}
+    write_text(Path(out_dir) / "curve.csv", (stable_dir / "curve.csv").read_text())
+    write_json(Path(out_dir) / "run.json", info)
+    return info
 
 
 def run_cooldown(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, stable_ckpt_dir, data_dir, out_dir,

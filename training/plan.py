@@ -196,17 +196,20 @@ def fit_priors(points: pd.DataFrame, variants, exponent_range=EXPONENT_RANGE) ->
     bracketed-or-not optima (geometric mean); a variant without optima gets the median coefficient. Each
     prior keeps its variant's optima: within their range N_opt is interpolated between them (an optimum
     that moves faster or slower than the pooled law, or back, is planned where it was measured).
-    A variant's lowest_level is the first measured compute above its optima at a smallest size that lie
-    below all its other optima (a power law cannot say that a variant's optimum leaves the bottom of the
-    ladder late)."""
+    A variant's lowest_level is the first free optimum's compute above its last optimum at the ladder's
+    smallest size that lies below some free optimum (a power law cannot say that a variant's optimum
+    leaves the bottom of the ladder late, and where one study found the smallest size best, a budget
+    there is a toss-up for bracketing)."""
     pts = points[points["variant"].isin(list(variants)) & (points["n_opt"] > 0) & (points["compute"] > 0)]
     lowest = {}
     if "at_smallest" in pts.columns:
         for v, g in pts.groupby("variant"):
             at = g["at_smallest"].astype(bool)
             free = g.loc[~at, "compute"]
-            # only a bottom below every free optimum is a floor (an optimum moving down at high compute is not)
-            stuck = g.loc[at & (g["compute"] < (free.min() if len(free) else np.inf)), "compute"]
+            # a bottom below some free optimum is a floor, even with free optima below it (single-seed studies
+            # at budgets where the two smallest sizes are within the eval noise of each other disagree on
+            # which wins); one above every free optimum is not (an optimum moving down at high compute)
+            stuck = g.loc[at & (g["compute"] < (free.max() if len(free) else np.inf)), "compute"]
             lowest[v] = float(free[free > stuck.max()].min()) if len(stuck) and len(free) else \
                 float(stuck.max() * 2) if len(stuck) else 0.0
         pts = pts[~pts["at_smallest"].astype(bool)]  # a bound, not an optimum: it would drag the law down
@@ -249,13 +252,10 @@ def pick_sizes(ladder: list[tuple[str, int]], n_opt: float, k: int) -> list[str]
 MIN_RATIO = 1.2  # the closest two budgets may sit when a variant's levels are squeezed above its lowest_level
 
 
-def variant_levels(ladder: list[tuple[str, int]], prior: Prior, top: float, n_budgets: int, ratio: float) -> list:
-    """A variant's `n_budgets` IsoFLOP levels: `ratio` apart up to `top`, unless their lowest would lie below
-    where the variant can bracket (prior.lowest_level, or where its prior optimum drops below the ladder's
-    second size: no smaller neighbour) or below its lowest measured optimum (the prior is not carried
-    downward: there the smallest sizes were seen on plateaus, e.g. ELECTRA's base rate); then the lowest
-    level moves up to that floor and the top to max(top, floor x MIN_RATIO^(n-1)): the levels sit closer
-    than `ratio` rather than far above `top`."""
+def bracket_floor(ladder: list[tuple[str, int]], prior: Prior) -> float:
+    """The compute below which a variant is not expected to bracket: prior.lowest_level, where its prior
+    optimum drops below the ladder's second size (no smaller neighbour), or its lowest measured optimum (the
+    prior is not carried downward: there the smallest sizes were seen on plateaus, e.g. ELECTRA's base rate)."""
     floor = prior.lowest_level
     if prior.exponent > 0 and len(ladder) >= 2:  # the compute above which the prior expects >= the second size
         if not prior.points:
@@ -265,13 +265,23 @@ def variant_levels(ladder: list[tuple[str, int]], prior: Prior, top: float, n_bu
             grid = np.geomspace(1e6, 1e24, 1801)
             below = grid[np.array([prior.n_opt(c) for c in grid]) < ladder[1][1]]
             floor = max(floor, float(below.max()) if below.size and below.max() < grid[-1] else 0.0)
+    return floor
+
+
+def variant_levels(ladder: list[tuple[str, int]], prior: Prior, top: float, n_budgets: int, ratio: float,
+                   floor_scale: float = 1.0) -> list:
+    """A variant's `n_budgets` IsoFLOP levels: `ratio` apart up to `top`, unless their lowest would lie below
+    where the variant can bracket (``bracket_floor``, times `floor_scale`: below 1 when a time budget cannot
+    afford every floor); then the lowest level moves up to that floor and the top to max(top, floor x
+    MIN_RATIO^(n-1)): the levels sit closer than `ratio` rather than far above `top`."""
+    floor = bracket_floor(ladder, prior) * floor_scale
     lowest = max(top / ratio ** (n_budgets - 1), floor)
     top_v = max(top, lowest * MIN_RATIO ** (n_budgets - 1))
     return [float(f"{x:.3g}") for x in np.geomspace(lowest, top_v, n_budgets)]
 
 
 def grid_config(base: dict, ladders: dict, priors, top: float, n_budgets: int, ratio: float,
-                sizes_per_budget: int) -> dict:
+                sizes_per_budget: int, floor_scale: float = 1.0) -> dict:
     """A study config: `base` with, per variant, the IsoFLOP levels of `variant_levels`, each listing the
     sizes of the variant's ladder nearest to *its* prior optimum there (a variant whose FLOPs per token are
     high, e.g. the Reformer, needs more compute to bracket). `priors`: {variant: Prior}, or one Prior."""
@@ -282,7 +292,7 @@ def grid_config(base: dict, ladders: dict, priors, top: float, n_budgets: int, r
     for variant, ladder in ladders.items():
         prior = priors[variant] if isinstance(priors, dict) else priors
         entries = [{"level": level, "sizes": pick_sizes(ladder, prior.n_opt(level), sizes_per_budget)}
-                   for level in variant_levels(ladder, prior, top, n_budgets, ratio)]
+                   for level in variant_levels(ladder, prior, top, n_budgets, ratio, floor_scale)]
         used = {n for e in entries for n in e["sizes"]}
         cfg["variants"][variant]["sizes"] = [n for n, _ in ladder if n in used]
         cfg["variants"][variant]["budgets"] = {"levels": entries}
@@ -306,17 +316,64 @@ def predict(config: dict, schema_path, cost: CostModel, cores: int) -> dict:
     return {"study": study, "jobs": jobs, "wall_s": wall, "per_variant_s": per_variant}
 
 
+def expected_unbracketed(cfg: dict, ladders: dict, priors) -> dict:
+    """{variant: [levels below its bracket_floor]} of a planned config (variants with none left out)."""
+    out = {}
+    for variant, ladder in ladders.items():
+        prior = priors[variant] if isinstance(priors, dict) else priors
+        floor = bracket_floor(ladder, prior)
+        below = [e["level"] for e in cfg["variants"][variant]["budgets"]["levels"] if e["level"] < floor * (1 - 1e-3)]
+        if below:
+            out[variant] = below
+    return out
+
+
 def plan_grid(base: dict, schema_path, ladders: dict, priors, seconds: float, cores: int, cost: CostModel,
               n_budgets: int = 3, ratio: float = 2.0, sizes_per_budget: int = 3, lo: float = 1e9,
               hi: float = 1e18) -> tuple[dict, dict]:
     """The largest top budget whose grid (grid_config) fits `seconds` of wall time on `cores`:
-    bisection in log compute. Returns (config, prediction)."""
+    bisection in log compute. When no grid with every variant's budgets at or above its bracket floor
+    fits, the floors are lowered by the largest common factor that fits (bisection in log factor), and
+    the prediction says which budgets then lie below their floor (not expected to bracket) and how long
+    the smallest grid with every floor would take. Returns (config, prediction: study, jobs, wall_s,
+    per_variant_s, expected_unbracketed, floors_wall_s, floor_scale)."""
+    from training.study import StudyError
+
+    args = (base, schema_path, ladders, priors, seconds, cores, cost, n_budgets, ratio, sizes_per_budget, lo, hi)
+    try:
+        cfg, pred = _bisect(*args, 1.0)
+        return cfg, {**pred, "expected_unbracketed": {}, "floors_wall_s": pred["wall_s"], "floor_scale": 1.0}
+    except StudyError as e:
+        failed = e
+    try:  # the smallest grid with every floor: each variant's levels at its floor, MIN_RATIO apart
+        floored = predict(grid_config(base, ladders, priors, lo, n_budgets, ratio, sizes_per_budget), schema_path,
+                          cost, cores)["wall_s"]
+    except StudyError:
+        floored = float("nan")
+    s_lo, s_hi, best = 1e-3, 1.0, None
+    for _ in range(10):
+        mid = math.sqrt(s_lo * s_hi)
+        try:
+            best, s_lo = (*_bisect(*args, mid), mid), mid
+        except StudyError:
+            s_hi = mid
+        if s_hi / s_lo < 1.03:
+            break
+    if best is None:
+        raise failed
+    cfg, pred, scale = best
+    return cfg, {**pred, "expected_unbracketed": expected_unbracketed(cfg, ladders, priors), "floors_wall_s": floored,
+                 "floor_scale": scale}
+
+
+def _bisect(base, schema_path, ladders, priors, seconds, cores, cost, n_budgets, ratio, sizes_per_budget, lo, hi,
+            floor_scale):
     from training.study import StudyError
 
     best = None
     for _ in range(40):
         mid = math.sqrt(lo * hi)
-        cfg = grid_config(base, ladders, priors, mid, n_budgets, ratio, sizes_per_budget)
+        cfg = grid_config(base, ladders, priors, mid, n_budgets, ratio, sizes_per_budget, floor_scale)
         try:
             pred = predict(cfg, schema_path, cost, cores)
         except StudyError:

@@ -165,7 +165,10 @@ def main(argv=None) -> int:
     configs = dict(cfg)
     configs["plan"] = {"minutes": args.minutes, "cores": args.cores, "predicted_wall_s": round(pred["wall_s"], 1),
                        "job_overhead_s": round(cost.job_overhead_s, 2),
-                       "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()}}
+                       "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()},
+                       # budgets below where the prior says the variant brackets (placed there to fit the time)
+                       "expected_unbracketed": pred["expected_unbracketed"],
+                       "floor_scale": round(pred["floor_scale"], 3)}
     validate_config(configs, SCHEMA)  # the plan is a valid study config
     args.out.write_text("# written by `archscale plan` (training/plan_cli.py); edit freely\n"
                         + yaml.safe_dump(configs, sort_keys=False))
@@ -183,6 +186,18 @@ def _print_plan(cfg: dict, pred: dict) -> None:
         print(f"  {v:16s} {grid}  {int(r['jobs']):3d} jobs {r['core_seconds'] / 60:6.1f} core-minutes")
     print(f"predicted wall time: {pred['wall_s'] / 60:.1f} minutes on {cfg['plan']['cores']} cores "
           f"(budget {cfg['plan']['minutes']:g})")
+    below = pred.get("expected_unbracketed") or {}
+    n_all = sum(len(cfg["variants"][v]["budgets"]["levels"]) for v in cfg["variants"])
+    n_below = sum(len(x) for x in below.values())
+    print(f"expected bracketed: {n_all - n_below} of {n_all} budgets", end="")
+    if not below:
+        print()
+        return
+    print(f"; not expected (to fit the time, floors lowered x{pred['floor_scale']:.2f} below where the prior, "
+          "config/plan_prior.csv or --prior, expects each variant to bracket):")
+    for v, levels in below.items():
+        print(f"  {v:16s} {', '.join(f'{x:.3g}' for x in levels)}")
+    print(f"bracketing every budget needs about {pred['floors_wall_s'] / 60:.1f} minutes (--minutes)")
 
 
 if __name__ == "__main__":

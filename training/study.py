@@ -229,6 +229,34 @@ def _runs_of_size(config: dict, name: str, spec, size: dict, overrides: dict) ->
     return runs, stables
 
 
+EARLY_STOP_COLUMNS = ("run", "variant", "budget", "tokens", "flops", "loss", "phase", "status")
+
+
+def check_early_stop(tcfg: dict) -> None:
+    """training.early_stop, when enabled: a wsd study, and a reference table that exists and has the columns
+    the rule reads (its contents are validated when a stable run reads it, analysis.table)."""
+    es = tcfg["early_stop"]
+    if not es["enabled"]:
+        return
+    if tcfg["schedule"] != "wsd":
+        raise StudyError(f"config error: training.early_stop.enabled needs training.schedule wsd (is "
+                         f"{tcfg['schedule']!r}): only a stable run can stop while its budgets wait")
+    ref = es["reference"]
+    if not ref or not Path(ref).is_file():
+        raise StudyError(f"config error: training.early_stop.reference={ref!r} is not a file; give a previous "
+                         "study's learning-curve table, e.g. results/analysis/curves.csv")
+    import pandas as pd
+
+    try:
+        columns = set(pd.read_csv(ref, nrows=0).columns)
+    except (OSError, ValueError) as e:
+        raise StudyError(f"config error: training.early_stop.reference={ref!r} cannot be read as CSV ({e})") from None
+    missing = [c for c in EARLY_STOP_COLUMNS if c not in columns]
+    if missing:
+        raise StudyError(f"config error: training.early_stop.reference={ref!r} has no column(s) {', '.join(missing)}; "
+                         "it must be a learning-curve table of wsd runs (results/analysis/curves.csv)")
+
+
 def resolve(config: dict) -> dict:
     """Runs of a validated config, checked against the model registry."""
     import models
@@ -299,6 +327,7 @@ def check_results_dir(config: dict, workdir=None) -> None:
 def load_study(config: dict, schema_path, cache_dir=None) -> dict:
     config = validate_config(config, schema_path)
     check_results_dir(config)
+    check_early_stop(config["training"])  # before the cache: the reference may have gone since
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for path in sorted((ROOT / "models").glob("*.py")) + [Path(schema_path), Path(__file__)]:
         key.update(path.read_bytes())
@@ -323,3 +352,16 @@ def stable_plan(config: dict, schema_path, lineage: str, cache_dir=".snakemake/a
     study = load_study(config, schema_path, cache_dir)
     stable = next(s for s in study["stables"] if s["lineage"] == lineage)
     return stable["stable_tokens"], stable["branch_tokens"]
+
+
+def lineage_budgets(config: dict, schema_path, lineage: str, cache_dir=".snakemake/archscale") -> list[tuple]:
+    """[(budget, branch tokens, accounted FLOPs at the budget's end, {size: non-embedding N} of the sizes
+    the budget trains)] of a wsd lineage's budgets."""
+    study = load_study(config, schema_path, cache_dir)
+    runs = [r for r in study["runs"] if r["lineage"] == lineage]
+    fpt = {(v, s["size"]): s["train_flops_per_token"] for v, var in study["variants"].items() for s in var["sizes"]}
+    sizes = {}
+    for r in study["runs"]:
+        sizes.setdefault((r["variant"], r["budget"]), {})[r["size"]] = r["params_nonembedding"]
+    return [(r["budget"], r["branch_tokens"], fpt[(r["variant"], r["size"])] * r["budget_tokens"],
+             sizes[(r["variant"], r["budget"])]) for r in runs]

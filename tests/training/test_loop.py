@@ -249,3 +249,38 @@ def test_the_tensorboard_logger_mirrors_the_curve_under_the_run_folder(small_dat
     assert logged == pytest.approx(curve["eval_loss"].tolist(), rel=1e-6)
     with pytest.raises(InputError, match="training.logger='wandb'"):
         run("gpt2", "xs", {}, TrainConfig(**SMALL), small_data, tmp_path / "x", logger="wandb")
+
+
+def test_a_stable_run_stopped_early_keeps_its_rows_up_to_the_check_and_resumes_from_there(small_data, tmp_path):
+    """run_stable's stop_check: asked once at the check with the rows so far; a truthy stop ends the run
+    there (status stopped, curve up to the check, the verdict in run.json) and keeps a checkpoint at the
+    check, from which the same run without the check resumes and ends as if never stopped. A budget
+    branching later is recorded by skip_cooldown with the stable rows and status stopped."""
+    from training.loop import run_stable, skip_cooldown
+
+    cfg = TrainConfig(**{**WSD, "tokens": 64 * 8 * 30})
+    asked = []
+
+    def stop(rows, tokens):
+        asked.append((len(rows), tokens))
+        return {"stop": True, "reason": "test"}
+
+    out = tmp_path / "stable"
+    info = run_stable("gpt2", "xs", {}, cfg, small_data, out, [64 * 8 * 18], stop_check=(64 * 8 * 9 + 1, stop))
+    assert asked and asked[0][1] == 64 * 8 * 10  # rounded up to a whole step
+    assert info["status"] == "stopped" and info["steps_done"] == 10
+    assert info["early_stop"] == {"stop": True, "reason": "test", "tokens": 64 * 8 * 10}
+    curve = pd.read_csv(out / "curve.csv")
+    assert curve["step"].max() <= 10 and len(curve) == asked[0][0]
+    assert (out / "checkpoints" / "step-00000010.json").is_file()
+    rec = skip_cooldown(out, tmp_path / "D1", {"run_id": "x/D1", "budget": "D1"})
+    assert rec["status"] == "stopped" and rec["budget"] == "D1"
+    assert pd.read_csv(tmp_path / "D1" / "curve.csv").equals(curve)
+    go_on = run_stable("gpt2", "xs", {}, cfg, small_data, out, [64 * 8 * 18])
+    assert go_on["status"] == "ok" and go_on["resumed"] is True and go_on["steps_done"] == 30
+    direct = run_stable("gpt2", "xs", {}, cfg, small_data, tmp_path / "direct", [64 * 8 * 18],
+                        stop_check=(64 * 8 * 9, lambda rows, tokens: {"stop": False, "reason": "on the frontier"}))
+    assert direct["status"] == "ok" and direct["early_stop"]["stop"] is False
+    a = pd.read_csv(out / "curve.csv").drop(columns="elapsed_s")
+    b = pd.read_csv(tmp_path / "direct" / "curve.csv").drop(columns="elapsed_s")
+    pd.testing.assert_frame_equal(a, b)

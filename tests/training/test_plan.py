@@ -1,4 +1,6 @@
 """archscale plan: the cost model, the scheduling simulation and the proposed study config."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,6 +91,7 @@ def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monke
     assert cfg["plan"]["predicted_wall_s"] <= 600 and set(cfg["plan"]["cost"]) == set(VARIANTS)
     printed = capsys.readouterr().out
     assert "predicted wall time:" in printed and "budgets (accounted FLOPs) [sizes]" in printed
+    assert "expected bracketed: " in printed and "expected_unbracketed" in cfg["plan"]
 
 
 def _ctx(cfg):
@@ -103,6 +106,23 @@ def test_a_first_guess_too_small_for_the_step_minimum_makes_the_bisection_look_h
     prior = plan_cli.read_prior(None, VARIANTS)
     cfg, pred = plan.plan_grid(base, SCHEMA, ladders, prior, 8 * 60, 2, COST, lo=1e9, hi=2e12)  # first mid 4.5e10
     assert pred["wall_s"] <= 8 * 60 and cfg["budgets"]["levels"][0] > 4.5e10 / 4
+
+
+def test_a_budget_too_short_for_every_floor_lowers_them_and_says_which_budgets_may_not_bracket(base):
+    """Every floor at 3x what the default prior gives: 8 minutes cannot afford the grid that brackets all.
+    The plan lowers the floors by the largest common factor that fits, names the budgets now below their
+    floor, and says how long the grid with every floor would take; with the time that takes, none is below."""
+    ladders = plan_cli.ladders_of(VARIANTS, _ctx(base))
+    prior = {v: dataclasses.replace(p, lowest_level=3 * plan.bracket_floor(ladders[v], p))
+             for v, p in plan_cli.read_prior(None, VARIANTS).items()}
+    cfg, pred = plan.plan_grid(base, SCHEMA, ladders, prior, 8 * 60, 2, COST)
+    assert pred["wall_s"] <= 8 * 60 and 0.001 < pred["floor_scale"] < 1 and pred["floors_wall_s"] > 8 * 60
+    below = pred["expected_unbracketed"]
+    assert below and all(set(x) <= {e["level"] for e in cfg["variants"][v]["budgets"]["levels"]} for v, x in below.items())
+    for v, levels in below.items():
+        assert all(x < plan.bracket_floor(ladders[v], prior[v]) for x in levels)
+    full, p_full = plan.plan_grid(base, SCHEMA, ladders, prior, p_full_s := pred["floors_wall_s"] * 1.05, 2, COST)
+    assert p_full["floor_scale"] == 1.0 and p_full["expected_unbracketed"] == {} and p_full["wall_s"] <= p_full_s
 
 
 def test_each_variant_gets_sizes_around_its_own_optimum_and_levels_it_can_bracket():
@@ -165,6 +185,11 @@ def test_a_variant_whose_optimum_left_the_ladders_bottom_late_is_planned_above_t
     # an optimum at the smallest size *above* the others (it moves down with compute) sets no floor
     down = pts.assign(at_smallest=[False, False, False, True], n_opt=[2.2e4, 2.0e4, 1.8e4, 4.8e3])
     assert plan.fit_priors(down, ["r"])["r"].lowest_level == 0.0
+    # one study found the smallest size best at 3.4e12, another a larger one there: a toss-up, so the
+    # floor is the next free optimum above it (the disagreement is what left a single-seed budget unbracketed)
+    mixed = pd.concat([pts, pd.DataFrame({"variant": ["r"], "compute": [3.4e12], "n_opt": [4.8e3],
+                                          "at_smallest": [True]})], ignore_index=True)
+    assert plan.fit_priors(mixed, ["r"])["r"].lowest_level == 4.8e12
 
 
 def test_a_prior_interpolates_its_measured_optima_and_is_not_carried_below_them():

@@ -93,8 +93,19 @@ def train_size_config(wildcards):
 
 
 def train_config(wildcards):
-    """The run's resolved TrainConfig fields (budget, seed and lr included)."""
+    """The run's resolved TrainConfig fields (budget, seed and lr included); a stable run's also carry the
+    early-stop rule's settings when it is enabled (only then: a study without it keeps its params).
+    """
+    es = config["training"]["early_stop"]
+    if es["enabled"] and "budget" not in wildcards.keys():
+        return {**run_of(wildcards)["train_config"], "early_stop": es}
     return run_of(wildcards)["train_config"]
+
+
+def early_stop_reference(wildcards):
+    """The early-stop rule's reference table (an input of the stable runs), when the rule is enabled."""
+    es = config["training"]["early_stop"]
+    return [es["reference"]] if es["enabled"] else []
 
 
 def train_source_hash(wildcards):

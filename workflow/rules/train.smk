@@ -10,6 +10,7 @@ if WSD:
             meta=rules.tokenizer.output.meta,
             train=rules.tokenizer.output.train,
             val=rules.tokenizer.output.val,
+            reference=early_stop_reference,
         output:
             curve=f"{STABLE_DIR}/curve.csv",
             info=f"{STABLE_DIR}/run.json",
