@@ -281,18 +281,20 @@ def variant_levels(ladder: list[tuple[str, int]], prior: Prior, top: float, n_bu
 
 
 def grid_config(base: dict, ladders: dict, priors, top: float, n_budgets: int, ratio: float,
-                sizes_per_budget: int, floor_scale: float = 1.0) -> dict:
+                sizes_per_budget: int, floor_scale=1.0) -> dict:
     """A study config: `base` with, per variant, the IsoFLOP levels of `variant_levels`, each listing the
     sizes of the variant's ladder nearest to *its* prior optimum there (a variant whose FLOPs per token are
-    high, e.g. the Reformer, needs more compute to bracket). `priors`: {variant: Prior}, or one Prior."""
+    high, e.g. the Reformer, needs more compute to bracket). `priors`: {variant: Prior}, or one Prior;
+    `floor_scale`: one factor for every variant's floor, or {variant: factor} (1 for the others)."""
     import copy
 
     cfg = copy.deepcopy(base)
     common = [top / ratio ** j for j in range(n_budgets - 1, -1, -1)]
     for variant, ladder in ladders.items():
         prior = priors[variant] if isinstance(priors, dict) else priors
+        scale = floor_scale.get(variant, 1.0) if isinstance(floor_scale, dict) else floor_scale
         entries = [{"level": level, "sizes": pick_sizes(ladder, prior.n_opt(level), sizes_per_budget)}
-                   for level in variant_levels(ladder, prior, top, n_budgets, ratio, floor_scale)]
+                   for level in variant_levels(ladder, prior, top, n_budgets, ratio, scale)]
         used = {n for e in entries for n in e["sizes"]}
         cfg["variants"][variant]["sizes"] = [n for n, _ in ladder if n in used]
         cfg["variants"][variant]["budgets"] = {"levels": entries}
@@ -333,37 +335,40 @@ def plan_grid(base: dict, schema_path, ladders: dict, priors, seconds: float, co
               hi: float = 1e18) -> tuple[dict, dict]:
     """The largest top budget whose grid (grid_config) fits `seconds` of wall time on `cores`:
     bisection in log compute. When no grid with every variant's budgets at or above its bracket floor
-    fits, the floors are lowered by the largest common factor that fits (bisection in log factor), and
-    the prediction says which budgets then lie below their floor (not expected to bracket) and how long
-    the smallest grid with every floor would take. Returns (config, prediction: study, jobs, wall_s,
-    per_variant_s, expected_unbracketed, floors_wall_s, floor_scale)."""
+    fits, the floors of as few variants as will do are lowered, the costliest first (they free the most
+    time per budget given up), each set by the largest common factor that fits (bisection in log factor);
+    the prediction then says which budgets lie below their floor (not expected to bracket) and how long the
+    smallest grid with every floor would take. Returns (config, prediction: study, jobs, wall_s,
+    per_variant_s, expected_unbracketed, floors_wall_s, floor_scale {variant: factor})."""
     from training.study import StudyError
 
     args = (base, schema_path, ladders, priors, seconds, cores, cost, n_budgets, ratio, sizes_per_budget, lo, hi)
     try:
         cfg, pred = _bisect(*args, 1.0)
-        return cfg, {**pred, "expected_unbracketed": {}, "floors_wall_s": pred["wall_s"], "floor_scale": 1.0}
+        return cfg, {**pred, "expected_unbracketed": {}, "floors_wall_s": pred["wall_s"], "floor_scale": {}}
     except StudyError as e:
         failed = e
     try:  # the smallest grid with every floor: each variant's levels at its floor, MIN_RATIO apart
         floored = predict(grid_config(base, ladders, priors, lo, n_budgets, ratio, sizes_per_budget), schema_path,
-                          cost, cores)["wall_s"]
+                          cost, cores)
     except StudyError:
-        floored = float("nan")
-    s_lo, s_hi, best = 1e-3, 1.0, None
-    for _ in range(10):
-        mid = math.sqrt(s_lo * s_hi)
-        try:
-            best, s_lo = (*_bisect(*args, mid), mid), mid
-        except StudyError:
-            s_hi = mid
-        if s_hi / s_lo < 1.03:
-            break
-    if best is None:
-        raise failed
-    cfg, pred, scale = best
-    return cfg, {**pred, "expected_unbracketed": expected_unbracketed(cfg, ladders, priors), "floors_wall_s": floored,
-                 "floor_scale": scale}
+        raise failed from None
+    costliest = sorted(floored["per_variant_s"], key=floored["per_variant_s"].get, reverse=True)
+    for k in range(1, len(costliest) + 1):
+        s_lo, s_hi, best = 1e-3, 1.0, None
+        for _ in range(8):
+            mid = math.sqrt(s_lo * s_hi)
+            try:
+                best, s_lo = (*_bisect(*args, {v: mid for v in costliest[:k]}), mid), mid
+            except StudyError:
+                s_hi = mid
+            if s_hi / s_lo < 1.05:
+                break
+        if best is not None:
+            cfg, pred, scale = best
+            return cfg, {**pred, "expected_unbracketed": expected_unbracketed(cfg, ladders, priors),
+                         "floors_wall_s": floored["wall_s"], "floor_scale": {v: scale for v in costliest[:k]}}
+    raise failed
 
 
 def _bisect(base, schema_path, ladders, priors, seconds, cores, cost, n_budgets, ratio, sizes_per_budget, lo, hi,

@@ -168,7 +168,7 @@ def main(argv=None) -> int:
                        "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()},
                        # budgets below where the prior says the variant brackets (placed there to fit the time)
                        "expected_unbracketed": pred["expected_unbracketed"],
-                       "floor_scale": round(pred["floor_scale"], 3)}
+                       "floor_scale": {v: round(x, 3) for v, x in pred["floor_scale"].items()}}
     validate_config(configs, SCHEMA)  # the plan is a valid study config
     args.out.write_text("# written by `archscale plan` (training/plan_cli.py); edit freely\n"
                         + yaml.safe_dump(configs, sort_keys=False))
@@ -193,8 +193,9 @@ def _print_plan(cfg: dict, pred: dict) -> None:
     if not below:
         print()
         return
-    print(f"; not expected (to fit the time, floors lowered x{pred['floor_scale']:.2f} below where the prior, "
-          "config/plan_prior.csv or --prior, expects each variant to bracket):")
+    lowered = ", ".join(f"{v} x{x:.2f}" for v, x in pred["floor_scale"].items())
+    print(f"; not expected (to fit the time, floors lowered: {lowered}; below where the prior, "
+          "config/plan_prior.csv or --prior, expects the variant to bracket):")
     for v, levels in below.items():
         print(f"  {v:16s} {', '.join(f'{x:.3g}' for x in levels)}")
     print(f"bracketing every budget needs about {pred['floors_wall_s'] / 60:.1f} minutes (--minutes)")

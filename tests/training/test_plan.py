@@ -110,19 +110,21 @@ def test_a_first_guess_too_small_for_the_step_minimum_makes_the_bisection_look_h
 
 def test_a_budget_too_short_for_every_floor_lowers_them_and_says_which_budgets_may_not_bracket(base):
     """Every floor at 3x what the default prior gives: 8 minutes cannot afford the grid that brackets all.
-    The plan lowers the floors by the largest common factor that fits, names the budgets now below their
-    floor, and says how long the grid with every floor would take; with the time that takes, none is below."""
+    The plan lowers the floors of the costliest variants by the largest factor that fits, names the budgets
+    now below their floor, and says how long the grid with every floor would take; with that time, none is."""
     ladders = plan_cli.ladders_of(VARIANTS, _ctx(base))
     prior = {v: dataclasses.replace(p, lowest_level=3 * plan.bracket_floor(ladders[v], p))
              for v, p in plan_cli.read_prior(None, VARIANTS).items()}
     cfg, pred = plan.plan_grid(base, SCHEMA, ladders, prior, 8 * 60, 2, COST)
-    assert pred["wall_s"] <= 8 * 60 and 0.001 < pred["floor_scale"] < 1 and pred["floors_wall_s"] > 8 * 60
+    assert pred["wall_s"] <= 8 * 60 and pred["floors_wall_s"] > 8 * 60
+    assert pred["floor_scale"] and all(0.001 < x < 1 for x in pred["floor_scale"].values())
+    assert set(pred["expected_unbracketed"]) <= set(pred["floor_scale"])  # only the lowered variants' budgets
     below = pred["expected_unbracketed"]
     assert below and all(set(x) <= {e["level"] for e in cfg["variants"][v]["budgets"]["levels"]} for v, x in below.items())
     for v, levels in below.items():
         assert all(x < plan.bracket_floor(ladders[v], prior[v]) for x in levels)
     full, p_full = plan.plan_grid(base, SCHEMA, ladders, prior, p_full_s := pred["floors_wall_s"] * 1.05, 2, COST)
-    assert p_full["floor_scale"] == 1.0 and p_full["expected_unbracketed"] == {} and p_full["wall_s"] <= p_full_s
+    assert p_full["floor_scale"] == {} and p_full["expected_unbracketed"] == {} and p_full["wall_s"] <= p_full_s
 
 
 def test_each_variant_gets_sizes_around_its_own_optimum_and_levels_it_can_bracket():
