@@ -61,11 +61,15 @@ def reference_frontier(reference, compute: str = "flops") -> pd.DataFrame:
     return out.sort_values(["variant", "compute"], kind="stable").reset_index(drop=True)
 
 
+ENDS_RTOL = 0.02  # a budget this close to the reference's first or last counts as inside (whole-step rounding)
+
+
 def frontier_at(frontier: pd.DataFrame, variant: str, compute: float) -> float:
     """The reference frontier's loss at ``compute``: log-log interpolation between its budgets (the lowest
-    loss where two budgets share a compute); NaN outside its range or for a variant it does not have."""
+    loss where two budgets share a compute); NaN outside its range (beyond ENDS_RTOL: a budget's runs end
+    within a step of its level, so the same level can fall just outside) or for a variant it lacks."""
     f = frontier[frontier["variant"] == variant].groupby("compute")["loss"].min()
-    if not len(f) or not f.index.min() <= compute <= f.index.max():
+    if not len(f) or not f.index.min() / (1 + ENDS_RTOL) <= compute <= f.index.max() * (1 + ENDS_RTOL):
         return float("nan")
     return float(np.exp(np.interp(math.log(compute), np.log(f.index.to_numpy(float)), np.log(f.to_numpy(float)))))
 

@@ -42,6 +42,9 @@ def test_the_frontier_is_each_budgets_best_final_loss_interpolated_never_extrapo
     c0, c1 = a["compute"].iloc[0], a["compute"].iloc[-1]
     assert frontier_at(front, "a", c0) == pytest.approx(a["loss"].iloc[0])
     assert np.isnan(frontier_at(front, "a", c0 / 2)) and np.isnan(frontier_at(front, "a", c1 * 2))
+    # the same level a step below or above the reference's end (whole steps): inside, at the end's loss
+    assert frontier_at(front, "a", c0 * 0.99) == pytest.approx(a["loss"].iloc[0])
+    assert frontier_at(front, "a", c1 * 1.01) == pytest.approx(a["loss"].iloc[-1])
     assert np.isnan(frontier_at(front, "zzz", c0))
     with pytest.raises(ValueError, match="names no budgets"):
         reference_frontier(curves.assign(budget=""))
