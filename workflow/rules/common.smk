@@ -110,7 +110,8 @@ def early_stop_reference(wildcards):
 
 def train_source_hash(wildcards):
     """The model's and the training code's hash; a stable run under the early-stop rule also runs the analysis
-    package (its predictions), so with the rule enabled, and only then, that code reruns them too."""
+    package (its predictions), so with the rule enabled, and only then, that code reruns them too.
+    """
     h = f"{run_of(wildcards)['source_hash']}-{source_hash(*TRAIN_CODE, exclude=PLANNER_CODE)}"
     if config["training"]["early_stop"]["enabled"] and "budget" not in wildcards.keys():
         h += f"-{source_hash('analysis')}"
