@@ -118,8 +118,10 @@ def fit_cost_model(speeds: pd.DataFrame, job_overhead_s: float = 5.0) -> CostMod
 
 def study_jobs(study: dict, cost: CostModel) -> list[dict]:
     """Every training job of a resolved study (training.study.load_study) with its predicted seconds."""
+    from training.study import flops_per_token
+
     t = study["config"]["training"]
-    fpt = {(v, s["size"]): s["train_flops_per_token"] for v, var in study["variants"].items() for s in var["sizes"]}
+    fpt = flops_per_token(study)
     tps = t["batch_size"] * t["seq_len"]
     jobs = []
     for s in study.get("stables", []):

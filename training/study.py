@@ -354,12 +354,17 @@ def stable_plan(config: dict, schema_path, lineage: str, cache_dir=".snakemake/a
     return stable["stable_tokens"], stable["branch_tokens"]
 
 
+def flops_per_token(study: dict) -> dict:
+    """{(variant, size): accounted training FLOPs per token} of a resolved study."""
+    return {(v, s["size"]): s["train_flops_per_token"] for v, var in study["variants"].items() for s in var["sizes"]}
+
+
 def lineage_budgets(config: dict, schema_path, lineage: str, cache_dir=".snakemake/archscale") -> list[tuple]:
     """[(budget, branch tokens, accounted FLOPs at the budget's end, {size: non-embedding N} of the sizes
     the budget trains)] of a wsd lineage's budgets."""
     study = load_study(config, schema_path, cache_dir)
     runs = [r for r in study["runs"] if r["lineage"] == lineage]
-    fpt = {(v, s["size"]): s["train_flops_per_token"] for v, var in study["variants"].items() for s in var["sizes"]}
+    fpt = flops_per_token(study)
     sizes = {}
     for r in study["runs"]:
         sizes.setdefault((r["variant"], r["budget"]), {})[r["size"]] = r["params_nonembedding"]
