@@ -464,12 +464,14 @@ def run_stable(variant: str, size_name: str, size_overrides: dict, cfg: TrainCon
     return write_outputs(s, out_dir, extra)
 
 
-def skip_cooldown(stable_dir, out_dir, extra_info: dict | None = None) -> dict:
-    """The record of a budget whose stable run stopped early (status `stopped`) before this budget's
-    cooldown would have branched off: its curve is the stable run's rows (no cooldown was trained),
-    its run.json the stable run's with `extra_info` (run_id, budget, the prediction that stopped it)."""
+def skip_cooldown(stable_dir, out_dir, cfg: TrainConfig, extra_info: dict | None = None) -> dict:
+    """The record of a budget (`cfg`) whose stable run stopped early (status `stopped`) before this budget's
+    cooldown would have branched off: its curve is the stable run's rows (no cooldown was trained), its
+    run.json the stable run's with this budget's train_config and branch, and `extra_info` (run_id,
+    budget, the prediction that stopped it)."""
     stable_dir = Path(stable_dir)
-    info = {**json.loads((stable_dir / "run.json").read_text()), **(extra_info or {}), "elapsed_s": 0.0}
+    info = {**json.loads((stable_dir / "run.json").read_text()), "train_config": dataclasses.asdict(cfg),
+            "branch_tokens": cfg.cooldown_start * cfg.tokens_per_step, **(extra_info or {}), "elapsed_s": 0.0}
     write_text(Path(out_dir) / "curve.csv", (stable_dir / "curve.csv").read_text())
     write_json(Path(out_dir) / "run.json", info)
     return info

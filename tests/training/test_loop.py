@@ -273,8 +273,10 @@ def test_a_stable_run_stopped_early_keeps_its_rows_up_to_the_check_and_resumes_f
     curve = pd.read_csv(out / "curve.csv")
     assert curve["step"].max() <= 10 and len(curve) == asked[0][0]
     assert (out / "checkpoints" / "step-00000010.json").is_file()
-    rec = skip_cooldown(out, tmp_path / "D1", {"run_id": "x/D1", "budget": "D1"})
+    later = TrainConfig(**{**WSD, "tokens": 64 * 8 * 40})
+    rec = skip_cooldown(out, tmp_path / "D1", later, {"run_id": "x/D1", "budget": "D1"})
     assert rec["status"] == "stopped" and rec["budget"] == "D1"
+    assert rec["train_config"]["tokens"] == later.tokens and rec["branch_tokens"] == 64 * 8 * 30  # its own budget
     assert pd.read_csv(tmp_path / "D1" / "curve.csv").equals(curve)
     go_on = run_stable("gpt2", "xs", {}, cfg, small_data, out, [64 * 8 * 18])
     assert go_on["status"] == "ok" and go_on["resumed"] is True and go_on["steps_done"] == 30

@@ -60,9 +60,8 @@ elif snakemake.rule == "cooldown":
     stopped = stable.get("early_stop") or {}
     if stable["status"] == "stopped" and cfg.cooldown_start * cfg.tokens_per_step > stopped["tokens"]:
         row = next((b for b in stopped["budgets"] if b["budget"] == w.budget), {})
-        info = skip_cooldown(stable_dir, common["out_dir"],
-                             {**extra, "branch_tokens": cfg.cooldown_start * cfg.tokens_per_step,
-                              "early_stop": {"tokens": stopped["tokens"], "reason": stopped["reason"], **row}})
+        info = skip_cooldown(stable_dir, common["out_dir"], cfg,
+                             {**extra, "early_stop": {"tokens": stopped["tokens"], "reason": stopped["reason"], **row}})
     else:
         info = run_cooldown(**common, cfg=cfg, stable_ckpt_dir=stable_dir / "checkpoints", extra_info=extra)
 else:
