@@ -2,7 +2,7 @@
 # Thin on purpose: config + validation, the rule files, and the target.
 import sys
 
-from training.study import StudyError, load_study
+from training.study import StudyError, epoch_warnings, load_study
 
 # The default study, unless a study is given with --configfile: then that file (plus schema
 # defaults) is the whole study, not merged into the default one.
@@ -22,6 +22,8 @@ except StudyError as e:
     sys.exit(1)
 
 config = STUDY["config"]
+for line in epoch_warnings(STUDY, f"{config['results_dir']}/data/tokens/meta.json"):
+    sys.stderr.write(f"archscale {line}\n")
 
 
 include: "workflow/rules/common.smk"
@@ -36,8 +38,8 @@ include: "workflow/rules/report.smk"
 # Only training goes to a cluster; everything else is cheap and runs where Snakemake runs.
 localrules:
     all,
-    corpus,
     tokenizer,
+    tokens,
     curves,
     frontier,
     fit,

@@ -260,6 +260,9 @@ def crossover_sentences(cross: pd.DataFrame, form: str) -> list[str]:
     return out
 
 
+MAX_EPOCHS = 4.0  # passes over the training split above which a run is named, for a config without corpus.max_epochs
+
+
 def caveats(inp: ReportInputs) -> list[str]:
     out = []
     objectives = sorted(inp.curves["objective"].unique())
@@ -313,6 +316,14 @@ def caveats(inp: ReportInputs) -> list[str]:
                    f"its final loss was predicted {fmt(r.get('stop_predicted'))} [{fmt(r.get('stop_lo'))}, "
                    f"{fmt(r.get('stop_hi'))}], above the reference frontier {fmt(r.get('stop_frontier'))}; it is "
                    "excluded from frontiers and fits.")
+    limit = float(_cfg(inp).get("corpus", {}).get("max_epochs", MAX_EPOCHS))
+    if "epochs" in inp.runs:
+        many = inp.runs[pd.to_numeric(inp.runs["epochs"], errors="coerce") > limit]
+        if len(many):
+            names = ", ".join(f"{r['run']} ({fmt(float(r['epochs']))})" for r in many.to_dict("records"))
+            out.append(f"{len(many)} run(s) made more than {limit:g} passes over the training split "
+                       f"(epochs in brackets): {names}. Repeating data beyond about 4 epochs changes "
+                       "the scaling law (Muennighoff et al. 2023); their losses are not those of fresh data.")
     if "causal_leak" in inp.runs:
         leaks = inp.runs[pd.to_numeric(inp.runs["causal_leak"], errors="coerce") > 0]
         for v, g in leaks.groupby("variant"):

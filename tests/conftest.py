@@ -20,11 +20,11 @@ def root() -> Path:
 def small_data(tmp_path_factory) -> Path:
     """A small real-text dataset (first 3,000 KJV verses, 512-token BPE), prepared once."""
     from training.corpus import CorpusSpec
-    from training.prepare import write_corpus, write_tokens
+    from training.prepare import prepare
 
     base = tmp_path_factory.mktemp("data")
-    write_corpus(CorpusSpec(max_units=3000, units_per_doc=20, val_fraction=0.1), base / "corpus")
-    write_tokens(base / "corpus", 512, base / "tokens")
+    prepare(CorpusSpec(max_units=3000, units_per_doc=20, val_fraction=0.1), {"vocab_size": 512}, base / "tokens",
+            progress=False)
     return base / "tokens"
 
 

@@ -13,7 +13,7 @@ from training.corpus import CorpusSpec, load_units
 from training.data import check_corpus_size
 from training.errors import InputError
 from training.study import StudyError, load_study
-from training.tokenizer import load_tokens, read_meta
+from training.shards import open_tokens
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 
@@ -34,6 +34,10 @@ CONFIG_CASES = [
     ({"corpus": {"source": "files", "files": "/nonexistent/*.txt"}}, "corpus.files='/nonexistent/*.txt' matches no file"),
     ({"corpus": {"source": "web"}}, "corpus.source='web' is not allowed; allowed: kjv, files, hf"),
     ({"tokenizer": {"vocab_size": 100}}, "tokenizer.vocab_size: 100 is less than the minimum of 259"),
+    ({"tokenizer": {"file": "/nonexistent/tokenizer.json"}}, "tokenizer.file='/nonexistent/tokenizer.json' is not a file"),
+    ({"tokenizer": {"file": "README.md", "pretrained": "gpt2"}}, "tokenizer.file and tokenizer.pretrained are both given"),
+    ({"tokenizer": {"file": "README.md"}}, "cannot read tokenizer.file='README.md'"),
+    ({"corpus": {"val_tokens": 0}}, "corpus.val_tokens: 0 is less than the minimum of 1"),
     ({"analysis": {"compute": "flops_7n"}}, "analysis.compute='flops_7n' is not allowed; allowed: flops, flops_6n"),
     ({"training": {"schedule": "step"}}, "training.schedule='step' is not allowed; allowed: cosine, wsd"),
     ({"budgets": {"kind": "isoflop"}}, "budgets.levels is empty; give the budget levels in FLOPs for kind isoflop"),
@@ -73,14 +77,15 @@ def test_unreadable_corpus_file(tmp_path):
         load_units(CorpusSpec(source="files", files=str(tmp_path / "*.txt")))
 
 
-def test_token_file_that_does_not_match_its_tokenizer(small_data, tmp_path):
-    meta = read_meta(small_data / "meta.json")
-    path = tmp_path / "val.npy"
-    np.save(path, np.arange(100, dtype=np.uint32))
-    with pytest.raises(InputError, match="checksum"):
-        load_tokens(path, meta, "val")
-    with pytest.raises(InputError, match="dtype uint32; expected 1-D uint16"):
-        load_tokens(path, {**meta, "val_sha256": None}, "val")
+def test_token_shard_that_does_not_match_its_tokenizer(small_data, tmp_path):
+    import shutil
+
+    shutil.copytree(small_data, tmp_path / "data")
+    shard = tmp_path / "data" / "shards" / "val_000000.bin"
+    np.arange(len(open_tokens(small_data).val), dtype=np.uint16).tofile(shard)  # right size, other ids
+    with pytest.raises(InputError, match="val_000000.bin is corrupt") as err:
+        open_tokens(tmp_path / "data")
+    assert "\n" not in str(err.value)
 
 
 CURVE_CASES = [

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import pytest
 import yaml
 
@@ -68,15 +67,15 @@ def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
     assert (tmp_path / "results" / "report" / "report.pdf").is_file()
 
     # a corrupt token file: one line naming the problem, earlier results kept
-    tokens = tmp_path / "results" / "data" / "tokens" / "val.npy"
+    tokens = tmp_path / "results" / "data" / "tokens" / "shards" / "val_000000.bin"
     tokens.write_bytes(tokens.read_bytes()[:-64])
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "results" / "runs").rglob("*.csv"))
     out = snakemake(root, tmp_path, "--forcerun", "stable", "--until", "stable", "-j", "1", "--keep-going", check=False)
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("archscale error")]
     assert out.returncode != 0 and lines, out.stderr[-3000:]
-    assert "val.npy" in lines[0] and "rerun the tokenizer rule" in lines[0]
+    assert "val_000000.bin" in lines[0] and "rerun the tokens rule" in lines[0]
     # Snakemake removes the outputs of the failed jobs it was asked to redo, nothing else
-    assert (tmp_path / "results" / "data" / "tokens" / "train.npy").is_file()
+    assert (tmp_path / "results" / "data" / "tokens" / "shards" / "train_000000.bin").stat().st_size > 0
+    assert (tmp_path / "results" / "data" / "tokens" / "meta.json").is_file()
     assert (tmp_path / "results" / "report" / "report.pdf").is_file()
-    assert np.load(tmp_path / "results" / "data" / "tokens" / "train.npy").size > 0
     assert before

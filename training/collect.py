@@ -23,12 +23,12 @@ from training.tokenizer import SPECIAL_TOKENS
 
 RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "budget", "schedule", "status", "diverged_step", "steps_done",
               "params_total", "params_nonembedding", "causal_leak", "device", "threads", "elapsed_s",
-              "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256")
+              "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256", "epochs", "train_split_tokens")
 # a run stopped by the early-stop rule (status stopped): run.json's early_stop, as stop_<field> columns
 STOP_FIELDS = ("tokens", "predicted", "lo", "hi", "frontier", "form", "reason")
 
 
-def baselines(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int, *, seq_len: int | None = None,
+def baselines(train_counts: np.ndarray, val_tokens, vocab_size: int, *, seq_len: int | None = None,
               eval_tokens: int | None = None, special_ids=None, mask_id: int | None = None) -> dict:
     """Reference losses every objective should beat, on the fixed evaluation set
     (training/evalset.py) of the first `eval_tokens` held-out tokens in windows of `seq_len`
@@ -47,17 +47,16 @@ def baselines(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int,
 
     `special_ids` and `mask_id` default to the project tokenizer's (special tokens first:
     training/tokenizer.py)."""
-    train_tokens, val_tokens = np.asarray(train_tokens), np.asarray(val_tokens)
-    counts = np.bincount(train_tokens, minlength=vocab_size).astype(float) + 1.0
+    counts = np.asarray(train_counts, dtype=float) + 1.0
     p = counts / counts.sum()
     specials = list(range(len(SPECIAL_TOKENS))) if special_ids is None else sorted(special_ids)
     mask_id = SPECIAL_TOKENS.index("[MASK]") if mask_id is None else mask_id
     seq_len = seq_len or len(val_tokens) // 2
     eval_tokens = eval_tokens or len(val_tokens)
-    fixed = evalset.build(val_tokens, train_tokens, vocab_size, specials, mask_id, seq_len, eval_tokens)
+    fixed = evalset.build(val_tokens, train_counts, vocab_size, specials, mask_id, seq_len, eval_tokens)
     return {"vocab_size": int(vocab_size), "chance_loss": float(np.log(vocab_size)),
             "unigram_loss": float(-np.log(p[fixed.input_ids]).mean()),
-            "masked_unigram_loss": fixed.masked_unigram_loss(train_tokens, vocab_size, specials),
+            "masked_unigram_loss": fixed.masked_unigram_loss(train_counts, specials),
             "rtd_base_rate_entropy": fixed.base_rate_entropy(),
             "rtd_replaced_fraction": fixed.replaced_fraction(),
             "eval_tokens_scored": int(fixed.input_ids.size)}

@@ -1,4 +1,4 @@
-"""Batches from token arrays.
+"""Batches from the prepared tokens (training/shards.py: `open_tokens`).
 
 Training batches are random windows whose offsets are a pure function of (seed, step), so
 the data position of a run is just its step: resuming at step k reproduces exactly the
@@ -13,22 +13,11 @@ import torch
 from training.errors import InputError
 
 
-def train_batch(tokens: np.ndarray, step: int, batch_size: int, seq_len: int, seed: int) -> torch.Tensor:
+def train_batch(tokens, step: int, batch_size: int, seq_len: int, seed: int) -> torch.Tensor:
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(tokens) - seq_len + 1, size=batch_size)
     batch = np.stack([tokens[s : s + seq_len] for s in starts]).astype(np.int64)
     return torch.from_numpy(batch)  # (B, T)
-
-
-def eval_batches(tokens: np.ndarray, seq_len: int, batch_size: int, n_tokens: int) -> list[torch.Tensor]:
-    n_windows = min(n_tokens, len(tokens)) // seq_len
-    if n_windows < 2:
-        raise InputError(
-            f"validation split has {len(tokens)} tokens: fewer than 2 windows of seq_len={seq_len}; "
-            "raise corpus.val_fraction or lower training.seq_len"
-        )
-    windows = np.asarray(tokens[: n_windows * seq_len], dtype=np.int64).reshape(n_windows, seq_len)
-    return [torch.from_numpy(windows[i : i + batch_size].copy()) for i in range(0, n_windows, batch_size)]
 
 
 def check_corpus_size(train_tokens: int, val_tokens: int, seq_len: int, budget: int, eval_tokens: int) -> None:

@@ -20,9 +20,10 @@ same corruption, so that two eval losses of one objective differ only by the mod
   entropy of the replaced fraction (`base_rate_entropy`) is the best score without
   context, and uniform replacements (which a model spots by their rarity) are avoided.
 
-Masks and replacements are drawn per position over the whole validation split and then cut
-to the evaluated prefix (`n_tokens`, whole `seq_len` windows), so the set is a pure function
-of (validation tokens, training tokens, vocabulary, special ids, seq_len, n_tokens): no
+Masks and replacements are drawn per position, in order, over the evaluated prefix of the
+validation split (`n_tokens`, whole `seq_len` windows; a longer prefix extends a shorter one), so
+the set is a pure function of (validation tokens, the training split's token counts, vocabulary,
+special ids, seq_len, n_tokens): no
 run seed enters. numpy only (the light collect job computes the baselines from it); the
 training loop turns it into torch batches with `torch_batches`.
 """
@@ -67,23 +68,29 @@ class EvalSet:
         r = self.replaced_fraction()
         return float(-(r * np.log(r) + (1 - r) * np.log1p(-r)))
 
-    def masked_unigram_loss(self, train_tokens: np.ndarray, vocab_size: int, special_ids: Sequence[int]) -> float:
+    def masked_unigram_loss(self, train_counts: np.ndarray, special_ids: Sequence[int]) -> float:
         """Cross-entropy (nats) of the masked tokens under the training split's frequencies
         of the non-special tokens (add-one smoothed): a masked LM's score without context."""
         with np.errstate(divide="ignore"):  # log 0 = -inf at the special ids, never indexed
-            logp = np.log(non_special_unigram(train_tokens, vocab_size, special_ids))
+            logp = np.log(non_special_unigram(train_counts, special_ids))
         return float(-logp[self.input_ids[self.masked]].mean())
 
 
-def non_special_unigram(train_tokens: np.ndarray, vocab_size: int, special_ids: Sequence[int]) -> np.ndarray:
-    """(vocab_size,) token probabilities of the training split, add-one smoothed, 0 at the
-    special ids (never masked, never a replacement)."""
-    counts = np.bincount(np.asarray(train_tokens, dtype=np.int64), minlength=vocab_size)[:vocab_size] + 1.0
+def token_counts(tokens, vocab_size: int) -> np.ndarray:
+    """(vocab_size,) int64 occurrences of each id in `tokens` (the tokens stage stores the training
+    split's as train_counts.npy, so no job counts a billion tokens)."""
+    return np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+
+
+def non_special_unigram(train_counts: np.ndarray, special_ids: Sequence[int]) -> np.ndarray:
+    """(vocab_size,) token probabilities of the training split (from its token counts), add-one
+    smoothed, 0 at the special ids (never masked, never a replacement)."""
+    counts = np.asarray(train_counts, dtype=float) + 1.0
     counts[list(special_ids)] = 0.0
     return counts / counts.sum()
 
 
-def _check(val_tokens, train_tokens, vocab_size, special_ids, seq_len, n_tokens) -> int:
+def _check(val_tokens, train_counts, vocab_size, special_ids, seq_len, n_tokens) -> int:
     """The number of whole windows evaluated; one-line errors for inputs that cannot work."""
     if seq_len < 2 or n_tokens < seq_len:
         raise InputError(f"evaluation needs n_tokens >= seq_len >= 2 (got n_tokens={n_tokens}, seq_len={seq_len})")
@@ -93,9 +100,10 @@ def _check(val_tokens, train_tokens, vocab_size, special_ids, seq_len, n_tokens)
             f"validation split has {len(val_tokens)} tokens: fewer than 2 windows of seq_len={seq_len}; "
             "raise corpus.val_fraction or lower training.seq_len"
         )
-    if len(train_tokens) == 0:
-        raise InputError("the training split is empty: the replacement distribution needs its token counts")
-    top = int(max(np.max(val_tokens), np.max(train_tokens)))
+    if len(train_counts) != vocab_size or not np.sum(train_counts):
+        raise InputError(f"the training split's token counts ({len(train_counts)} ids, {int(np.sum(train_counts))} tokens) "
+                         f"do not fit the vocabulary of {vocab_size}: the replacement distribution needs them")
+    top = int(np.max(val_tokens[: n_windows * seq_len]))
     if top >= vocab_size or not all(0 <= s < vocab_size for s in special_ids):
         raise InputError(f"token id {top} or a special id {list(special_ids)} is outside the vocabulary 0..{vocab_size - 1}; "
                          "rebuild the tokens with the tokenizer that made them")
@@ -103,8 +111,8 @@ def _check(val_tokens, train_tokens, vocab_size, special_ids, seq_len, n_tokens)
 
 
 def build(
-    val_tokens: np.ndarray,
-    train_tokens: np.ndarray,
+    val_tokens,
+    train_counts: np.ndarray,
     vocab_size: int,
     special_ids: Sequence[int],
     mask_id: int,
@@ -112,15 +120,17 @@ def build(
     n_tokens: int,
 ) -> EvalSet:
     """The fixed evaluation set of the first `n_tokens` validation tokens (whole windows)."""
-    n_windows = _check(val_tokens, train_tokens, vocab_size, special_ids, seq_len, n_tokens)
-    val = np.asarray(val_tokens, dtype=np.int64)
-    # draws for every validation position, then cut: the prefix never depends on n_tokens
+    n_windows = _check(val_tokens, train_counts, vocab_size, special_ids, seq_len, n_tokens)
+    n = n_windows * seq_len
+    val = np.asarray(val_tokens[:n], dtype=np.int64)
+    # one draw per evaluated position, in order: a longer set extends a shorter one (the generator's stream
+    # is sequential), so the prefix never depends on n_tokens, and only the evaluated prefix is read
     select_rng, replace_rng = (np.random.default_rng([EVAL_SEED, k]) for k in (0, 1))
-    u_select = select_rng.random(len(val))
-    u_replace = replace_rng.random(len(val))
+    u_select = select_rng.random(n)
+    u_replace = replace_rng.random(n)
     maskable = ~np.isin(val, np.asarray(list(special_ids), dtype=np.int64))
     selected = (u_select < MASK_PROB) & maskable
-    cdf = np.cumsum(non_special_unigram(train_tokens, vocab_size, special_ids))
+    cdf = np.cumsum(non_special_unigram(train_counts, special_ids))
     replacement = np.minimum(np.searchsorted(cdf, u_replace * cdf[-1], side="right"), vocab_size - 1)
 
     mlm_input = np.where(selected, mask_id, val)
@@ -128,8 +138,7 @@ def build(
     rtd_input = np.where(selected, replacement, val)
     rtd_labels = np.where(maskable, (rtd_input != val).astype(np.int64), IGNORE_INDEX)
 
-    n = n_windows * seq_len
-    shaped = (a[:n].reshape(n_windows, seq_len).copy() for a in (val, mlm_input, mlm_labels, rtd_input, rtd_labels))
+    shaped = (a.reshape(n_windows, seq_len).copy() for a in (val, mlm_input, mlm_labels, rtd_input, rtd_labels))
     return EvalSet(*shaped)
 
 
@@ -138,9 +147,9 @@ def context_special_ids(ctx) -> list[int]:
     return sorted({ctx.bos_id, ctx.eos_id, ctx.pad_id, ctx.mask_id})
 
 
-def batches_for(val_tokens, train_tokens, ctx, n_tokens: int, batch_size: int) -> "EvalBatches":
+def batches_for(val_tokens, train_counts, ctx, n_tokens: int, batch_size: int) -> "EvalBatches":
     """The fixed evaluation batches of a run with context `ctx` (a models.ModelContext)."""
-    eval_set = build(val_tokens, train_tokens, ctx.vocab_size, context_special_ids(ctx), ctx.mask_id,
+    eval_set = build(val_tokens, train_counts, ctx.vocab_size, context_special_ids(ctx), ctx.mask_id,
                      ctx.seq_len, n_tokens)
     return torch_batches(eval_set, batch_size)
 

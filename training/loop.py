@@ -54,7 +54,7 @@ from training.data import check_corpus_size, train_batch
 from training.device import autocast, device_name, pick_device, to_device
 from training.errors import InputError
 from training.logger import make_logger
-from training.tokenizer import load_tokens, read_meta
+from training.shards import epochs, open_tokens
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ CURVE_COLUMNS = [
 ]
 TRAJECTORY_FIELDS = ("seq_len", "batch_size", "lr", "weight_decay", "beta1", "beta2", "grad_clip", "seed",
                      "schedule", "warmup_tokens", "eval_tokens", "eval_batch_size")
-TRAINING_CODE = ("loop.py", "data.py", "checkpoint.py", "device.py", "tokenizer.py")
+TRAINING_CODE = ("loop.py", "data.py", "checkpoint.py", "device.py", "shards.py")
 # Fault injection for the tests: a loss made NaN at this optimiser step, of every run or of one variant
 # ("<variant>:<step>"); never set in a study.
 FAULT_NAN_STEP_ENV = "ARCHSCALE_FAULT_NAN_STEP"
@@ -223,7 +223,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     loss_fn: object
-    train_tokens: np.ndarray
+    train_tokens: object  # training.shards.ShardSet
     evals: list
     meta: dict
     key: str
@@ -253,7 +253,8 @@ def trajectory_key(variant: str, size, cfg: TrainConfig, meta: dict, spec) -> st
     if cfg.schedule == "cosine":
         fields.update(tokens=cfg.tokens, warmup_fraction=cfg.warmup_fraction, min_lr_ratio=cfg.min_lr_ratio)
     h = hashlib.sha256(json.dumps({"variant": variant, "size": size.as_dict(), "cfg": fields,
-                                   "data": meta.get("tokenizer_sha256"), "model": spec.source_hash()},
+                                   "data": [meta.get("tokenizer_sha256"), meta.get("train_sha256"), meta.get("val_sha256")],
+                                  "model": spec.source_hash()},
                                   sort_keys=True, default=str).encode())
     for name in TRAINING_CODE:
         h.update((Path(__file__).parent / name).read_bytes())
@@ -264,16 +265,15 @@ def setup(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, 
     """Build the model, optimiser, data and evaluation set of a run (nothing trained yet)."""
     data_dir = Path(data_dir)
     torch.set_num_threads(threads)
-    meta = read_meta(data_dir / "meta.json")
+    data = open_tokens(data_dir)
+    meta = data.meta
     spec = models.get_variant(variant)
     ctx = ModelContext(
         vocab_size=meta["vocab_size"], seq_len=cfg.seq_len,
         bos_id=meta["bos_id"], eos_id=meta["eos_id"], pad_id=meta["pad_id"], mask_id=meta["mask_id"],
     )
     size = resolve_size(spec, size_name, ctx, **size_overrides)
-    train_tokens = load_tokens(data_dir / "train.npy", meta, "train")
-    val_tokens = load_tokens(data_dir / "val.npy", meta, "val")
-    check_corpus_size(len(train_tokens), len(val_tokens), cfg.seq_len, cfg.tokens, cfg.eval_tokens)
+    check_corpus_size(len(data.train), len(data.val), cfg.seq_len, cfg.tokens, cfg.eval_tokens)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = spec.build(size, ctx).to(device)
@@ -284,7 +284,7 @@ def setup(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, 
         variant=variant, size_name=size_name, size=size, spec=spec, account=account, cfg=cfg, device=device,
         model=model, optimizer=make_optimizer(model, cfg), generator=torch.Generator(device=device).manual_seed(cfg.seed),
         loss_fn=torch.compile(model.training_loss) if cfg.compile else model.training_loss,
-        train_tokens=train_tokens, evals=evalset.batches_for(val_tokens, train_tokens, ctx, cfg.eval_tokens, cfg.eval_batch_size),
+        train_tokens=data.train, evals=evalset.batches_for(data.val, data.train_counts, ctx, cfg.eval_tokens, cfg.eval_batch_size),
         meta=meta, key=trajectory_key(variant, size, cfg, meta, spec), threads=threads, t0=time.perf_counter(),
     )
 
@@ -394,6 +394,8 @@ def write_outputs(s: Session, out_dir, extra_info: dict | None = None) -> dict:
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "python": platform.python_version(), "corpus_sha256": s.meta["corpus_sha256"],
         "tokenizer_sha256": s.meta["tokenizer_sha256"], "model_source_sha256": s.spec.source_hash(),
+        "train_split_tokens": len(s.train_tokens),
+        "epochs": round(epochs(s.step * cfg.tokens_per_step, len(s.train_tokens)), 4),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "elapsed_s": round(s.elapsed, 3),
         **(extra_info or {}),
     }

@@ -257,13 +257,55 @@ def check_early_stop(tcfg: dict) -> None:
                          "it must be a learning-curve table of wsd runs (results/analysis/curves.csv)")
 
 
+def _local_tokenizer(tok: dict) -> tuple[str | None, str | None]:
+    """(file, folder) of a given tokenizer on this machine; (None, None) for a trained one or a hub name."""
+    if tok["file"] and tok["pretrained"]:
+        raise StudyError("config error: tokenizer.file and tokenizer.pretrained are both given; give one")
+    if tok["file"]:
+        if not Path(tok["file"]).is_file():
+            raise StudyError(f"config error: tokenizer.file={tok['file']!r} is not a file; give a tokenizers tokenizer.json")
+        return tok["file"], None
+    if tok["pretrained"] and Path(tok["pretrained"]).is_dir():
+        return None, tok["pretrained"]
+    return None, None
+
+
+def vocab_size_of(config: dict) -> int:
+    """The models' vocabulary: a given local tokenizer's, with the special tokens archscale adds (read from it);
+    otherwise tokenizer.vocab_size (a trained BPE's size; a hub tokenizer's as the config states it)."""
+    file, folder = _local_tokenizer(config["tokenizer"])
+    if not (file or folder):
+        return config["tokenizer"]["vocab_size"]
+    from training.tokenizer import load_given_tokenizer, vocab_size
+
+    try:
+        return vocab_size(load_given_tokenizer(file, folder)[0])
+    except InputError as e:
+        raise StudyError(f"config error: {e}") from None
+
+
+def epoch_warnings(study: dict, meta_path) -> list[str]:
+    """One line per run that makes more than corpus.max_epochs passes over the training split, once the tokens
+    are prepared (meta_path exists; before that the split's size is not known)."""
+    try:
+        n = json.loads(Path(meta_path).read_text())["n_tokens_train"]
+    except (OSError, ValueError, KeyError):
+        return []
+    from training.shards import epochs
+
+    limit = study["config"]["corpus"]["max_epochs"]
+    return [f"warning: {r['run_id']} trains {r['budget_tokens']:,} tokens, {epochs(r['budget_tokens'], n):.1f} passes "
+            f"over the {n:,}-token training split (above corpus.max_epochs={limit:g}: repeated data changes the "
+            "scaling law)" for r in study["runs"] if epochs(r["budget_tokens"], n) > limit]
+
+
 def resolve(config: dict) -> dict:
     """Runs of a validated config, checked against the model registry."""
     import models
     from models.registry import ConfigError, ModelContext
 
     tcfg = config["training"]
-    ctx = ModelContext(vocab_size=config["tokenizer"]["vocab_size"], seq_len=tcfg["seq_len"],
+    ctx = ModelContext(vocab_size=vocab_size_of(config), seq_len=tcfg["seq_len"],
                        bos_id=0, eos_id=0, pad_id=1, mask_id=2)
     corpus = config["corpus"]
     if corpus["source"] == "files":
@@ -329,7 +371,9 @@ def load_study(config: dict, schema_path, cache_dir=None) -> dict:
     check_results_dir(config)
     check_early_stop(config["training"])  # before the cache: the reference may have gone since
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for path in sorted((ROOT / "models").glob("*.py")) + [Path(schema_path), Path(__file__)]:
+    given = [p for p in _local_tokenizer(config["tokenizer"]) if p]
+    given = [f for p in given for f in ([Path(p)] if Path(p).is_file() else sorted(Path(p).glob("*.json")))]
+    for path in sorted((ROOT / "models").glob("*.py")) + [Path(schema_path), Path(__file__)] + given:
         key.update(path.read_bytes())
     cache = Path(cache_dir) / f"study-{key.hexdigest()[:20]}.json" if cache_dir else None
     if cache is not None and cache.is_file():

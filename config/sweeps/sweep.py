@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 from training import loop  # noqa: E402
 from training.collect import baselines  # noqa: E402
 from training.loop import TrainConfig  # noqa: E402
-from training.prepare import write_corpus, write_tokens  # noqa: E402
+from training.prepare import prepare  # noqa: E402
+from training.shards import open_tokens  # noqa: E402
 from training.corpus import CorpusSpec  # noqa: E402
 
 
@@ -99,9 +100,7 @@ def ensure_data(data_dir: Path, spec: dict) -> None:
     """Build the corpus and tokens as the sweep file's `data` block says, if absent."""
     if (data_dir / "meta.json").exists():
         return
-    corpus_dir = data_dir.parent / "corpus"
-    write_corpus(CorpusSpec.from_config(spec.get("corpus") or {}), corpus_dir)
-    write_tokens(corpus_dir, int(spec.get("vocab_size", 2048)), data_dir)
+    prepare(CorpusSpec.from_config(spec.get("corpus") or {}), {"vocab_size": int(spec.get("vocab_size", 2048))}, data_dir)
 
 
 def train_one(run: dict, base: dict, data_dir: Path, out: Path) -> dict:
@@ -153,7 +152,8 @@ def main(argv=None) -> int:
     meta = json.loads((args.data / "meta.json").read_text())
     spec["training"] = {k: v for k, v in spec["training"].items() if k not in ("threads", "gpus")}
     base_cfg = TrainConfig.from_dict(spec["training"])
-    ref = baselines(np.load(args.data / "train.npy"), np.load(args.data / "val.npy"), meta["vocab_size"],
+    data = open_tokens(args.data)
+    ref = baselines(data.train_counts, data.val, meta["vocab_size"],
                     seq_len=base_cfg.seq_len, eval_tokens=base_cfg.eval_tokens)
     rows = []
     entries = spec["runs"] if "runs" in spec else study_runs(spec)

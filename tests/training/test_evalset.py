@@ -14,7 +14,7 @@ from training import evalset, loop
 from training.collect import baselines
 from training.errors import InputError
 from training.loop import TrainConfig, run
-from training.tokenizer import read_meta
+from training.shards import open_tokens
 
 SPECIALS = [0, 1, 2]  # the project tokenizer's specials come first (training/tokenizer.py)
 MASK_ID = 2
@@ -22,9 +22,9 @@ MASK_ID = 2
 
 @pytest.fixture(scope="module")
 def tokens(small_data):
-    meta = read_meta(small_data / "meta.json")
-    assert (meta["eos_id"], meta["pad_id"], meta["mask_id"]) == (0, 1, 2)
-    return np.load(small_data / "train.npy"), np.load(small_data / "val.npy"), meta["vocab_size"]
+    data = open_tokens(small_data)
+    assert (data.meta["eos_id"], data.meta["pad_id"], data.meta["mask_id"]) == (0, 1, 2)
+    return data.train_counts, np.asarray(data.val), data.vocab_size
 
 
 def _build(tokens, seq_len=64, n_tokens=4096):
@@ -71,7 +71,7 @@ def test_rtd_set_replaces_from_the_training_unigram_and_labels_what_changed(toke
     assert not np.isin(s.rtd_input_ids[s.masked], SPECIALS).any()
     # the replacements follow the training split's token frequencies
     drawn = np.bincount(s.rtd_input_ids[s.masked], minlength=vocab)
-    expected = evalset.non_special_unigram(train, vocab, SPECIALS) * s.masked.sum()
+    expected = evalset.non_special_unigram(train, SPECIALS) * s.masked.sum()
     common = expected > 50
     assert np.corrcoef(drawn[common], expected[common])[0, 1] > 0.95
     r = s.replaced_fraction()
@@ -83,7 +83,7 @@ def test_baselines_are_computed_on_the_fixed_set(tokens):
     train, val, vocab = tokens
     ref = baselines(train, val, vocab, seq_len=64, eval_tokens=4096)
     s = _build(tokens)
-    p = evalset.non_special_unigram(train, vocab, SPECIALS)
+    p = evalset.non_special_unigram(train, SPECIALS)
     assert ref["masked_unigram_loss"] == pytest.approx(float(-np.log(p[s.input_ids[s.masked]]).mean()))
     assert ref["rtd_base_rate_entropy"] == pytest.approx(s.base_rate_entropy())
     assert ref["eval_tokens_scored"] == s.input_ids.size == 4096
@@ -93,7 +93,7 @@ def test_baselines_are_computed_on_the_fixed_set(tokens):
 
 def test_bad_input_is_one_line():
     with pytest.raises(InputError, match="fewer than 2 windows") as err:
-        evalset.build(np.arange(10) % 7, np.arange(100) % 7, 8, SPECIALS, MASK_ID, 8, 64)
+        evalset.build(np.arange(10) % 7, evalset.token_counts(np.arange(100) % 7, 8), 8, SPECIALS, MASK_ID, 8, 64)
     assert "\n" not in str(err.value)
 
 

@@ -44,6 +44,37 @@ def source_hash(*paths, exclude=()):
     return h.hexdigest()[:16]
 
 
+def tokenizer_params():
+    """The tokenizer settings the tokenizer stage uses (not the shards' size or the encoding workers)."""
+    t = config["tokenizer"]
+    if t["file"] or t["pretrained"]:
+        return {k: t[k] for k in ("file", "pretrained", "vocab_size")}
+    return {k: t[k] for k in ("vocab_size", "train_bytes")}
+
+
+def tokenizer_corpus_params():
+    """The corpus settings a trained tokenizer's sample depends on (none for a given tokenizer; not the
+    held-out cap, which only moves documents that the sample never reads)."""
+    t = config["tokenizer"]
+    if t["file"] or t["pretrained"]:
+        return {}
+    return {k: v for k, v in config["corpus"].items() if k != "val_tokens"}
+
+
+def given_tokenizer_files(wildcards=None):
+    """A given tokenizer's local file or folder, an input of the tokenizer stage (a change reruns it)."""
+    t = config["tokenizer"]
+    local = t["file"] or (
+        t["pretrained"] if t["pretrained"] and Path(t["pretrained"]).exists() else None
+    )
+    return [local] if local else []
+
+
+def prepare_threads():
+    """Encoding processes of the tokens stage: tokenizer.workers, or every core Snakemake was given."""
+    return config["tokenizer"]["workers"] or workflow.cores
+
+
 # analysis code each stage runs: the whole analysis package (and the glue the scripts share)
 STATS_CODE = ("analysis", "archscale/workflow.py")
 FIGURES_CODE = STATS_CODE

@@ -1,32 +1,14 @@
-# Corpus -> documents split -> BPE tokenizer -> token arrays.
-
-
-rule corpus:
-    output:
-        train=f"{DATA}/corpus/train.jsonl",
-        val=f"{DATA}/corpus/val.jsonl",
-        info=f"{DATA}/corpus/corpus.json",
-    log:
-        f"{RESULTS}/logs/corpus.log",
-    conda:
-        ENV
-    params:
-        corpus=config["corpus"],
-        code=source_hash("training/corpus.py", "training/prepare.py"),
-    script:
-        "../scripts/corpus.py"
+# Corpus -> tokenizer (trained on a bounded sample, or given) -> token shards and their index.
+# The shards (tokens/shards/) are not declared outputs: Snakemake would delete them before a rerun,
+# and a killed preparation resumes from them (training/prepare.py); meta.json indexes them.
 
 
 rule tokenizer:
     input:
-        train=rules.corpus.output.train,
-        val=rules.corpus.output.val,
-        info=rules.corpus.output.info,
+        given=given_tokenizer_files,
     output:
         tokenizer=f"{DATA}/tokens/tokenizer.json",
-        train=f"{DATA}/tokens/train.npy",
-        val=f"{DATA}/tokens/val.npy",
-        meta=f"{DATA}/tokens/meta.json",
+        info=f"{DATA}/tokens/tokenizer_info.json",
     log:
         f"{RESULTS}/logs/tokenizer.log",
     benchmark:
@@ -34,7 +16,36 @@ rule tokenizer:
     conda:
         ENV
     params:
-        vocab_size=config["tokenizer"]["vocab_size"],
-        code=source_hash("training/tokenizer.py", "training/prepare.py"),
+        corpus=tokenizer_corpus_params(),
+        tokenizer=tokenizer_params(),
+        code=source_hash(
+            "training/corpus.py", "training/tokenizer.py", "training/prepare.py"
+        ),
     script:
         "../scripts/tokenizer.py"
+
+
+rule tokens:
+    input:
+        tokenizer=rules.tokenizer.output.tokenizer,
+        info=rules.tokenizer.output.info,
+    output:
+        meta=f"{DATA}/tokens/meta.json",
+    log:
+        f"{RESULTS}/logs/tokens.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tokens.tsv"
+    conda:
+        ENV
+    threads: prepare_threads()
+    params:
+        corpus=config["corpus"],
+        shard_tokens=config["tokenizer"]["shard_tokens"],
+        code=source_hash(
+            "training/corpus.py",
+            "training/tokenizer.py",
+            "training/prepare.py",
+            "training/shards.py",
+        ),
+    script:
+        "../scripts/tokens.py"

@@ -5,9 +5,7 @@ rule curves:
     input:
         curves=all_curves,
         infos=all_run_infos,
-        meta=rules.tokenizer.output.meta,
-        train_tokens=rules.tokenizer.output.train,
-        val_tokens=rules.tokenizer.output.val,
+        meta=rules.tokens.output.meta,
     output:
         curves=f"{RESULTS}/analysis/curves.csv",
         runs=f"{RESULTS}/analysis/runs.csv",

@@ -7,9 +7,7 @@ if WSD:
 
     rule stable:
         input:
-            meta=rules.tokenizer.output.meta,
-            train=rules.tokenizer.output.train,
-            val=rules.tokenizer.output.val,
+            meta=rules.tokens.output.meta,
             reference=early_stop_reference,
         output:
             curve=f"{STABLE_DIR}/curve.csv",
@@ -35,9 +33,7 @@ if WSD:
 
     rule cooldown:
         input:
-            meta=rules.tokenizer.output.meta,
-            train=rules.tokenizer.output.train,
-            val=rules.tokenizer.output.val,
+            meta=rules.tokens.output.meta,
             stable=stable_info,
         output:
             curve=f"{RUN_DIR}/curve.csv",
@@ -65,9 +61,7 @@ else:
 
     rule train:
         input:
-            meta=rules.tokenizer.output.meta,
-            train=rules.tokenizer.output.train,
-            val=rules.tokenizer.output.val,
+            meta=rules.tokens.output.meta,
         output:
             curve=f"{RUN_DIR}/curve.csv",
             info=f"{RUN_DIR}/run.json",
