@@ -1,5 +1,6 @@
 # Named helpers the rules use (no logic in lambdas), and the study's run table.
 import hashlib
+import os
 from pathlib import Path
 
 RESULTS = config["results_dir"]
@@ -71,8 +72,9 @@ def given_tokenizer_files(wildcards=None):
 
 
 def prepare_threads():
-    """Encoding processes of the tokens stage: tokenizer.workers, or every core Snakemake was given."""
-    return config["tokenizer"]["workers"] or workflow.cores
+    """Encoding processes of the tokens stage: tokenizer.workers, or every core of this machine (Snakemake
+    lowers a job's threads to the cores it was given: --cores, or --local-cores beside a cluster)."""
+    return config["tokenizer"]["workers"] or os.cpu_count()
 
 
 # analysis code each stage runs: the whole analysis package (and the glue the scripts share)
