@@ -721,8 +721,11 @@ def _methods_caveats_appendix(pdf: _PDF, inp: ReportInputs) -> None:
     pdf.h2("Environment")
     pdf.table(pd.DataFrame(sorted(inp.environment.items()), columns=["item", "value"]))
     pdf.h2("Runs")
-    pdf.table(inp.runs[_present(inp.runs, ["run", "objective", "params_nonembedding", "final_loss", "status", "device",
-                                           "elapsed_s"])], size=6.5)
+    pdf.para("Per run: its global batch (sequences), peak rate, passes over the training split (epochs), and "
+             "model FLOPs utilisation (accounted training FLOPs per second over the device's dense peak: a GPU's "
+             "data-sheet bf16 peak, a CPU's measured fp32 matmul peak; `peak_flops_source` in the run table).", size=8.5)
+    pdf.table(inp.runs[_present(inp.runs, ["run", "objective", "params_nonembedding", "final_loss", "status", "batch_size",
+                                           "lr", "epochs", "mfu", "elapsed_s"])], size=6.5)
     if inp.lr_sweep is not None and not inp.lr_sweep.empty:
         pdf.h2("Learning-rate sweep")
         pdf.para(lr_sweep_sentence(inp), size=8.5)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 # Errors whose message already names the problem and the fix: print that line, no traceback.
-ONE_LINE_ERRORS = ("InputError", "StudyError", "CurveTableError", "ConfigError", "FitError")
+ONE_LINE_ERRORS = ("InputError", "StudyError", "CurveTableError", "ConfigError", "FitError", "Preempted", "RunFailed")
 
 
 def setup(snakemake):

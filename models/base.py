@@ -41,6 +41,10 @@ class ArchModel(nn.Module):
     def training_loss(self, input_ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward(self, input_ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training loss: what a wrapper that calls the module (DistributedDataParallel) computes."""
+        return self.training_loss(input_ids, generator)
+
     def eval_loss(self, input_ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Loss on a held-out batch; by default the training loss without dropout/grad."""
         return self.training_loss(input_ids, generator)

@@ -27,7 +27,7 @@ CONFIG_CASES = [
     ({"variants": {"gpt2": {"sizes": ["s"], "size_overrides": {"s": {"n_head": 5}}}}},
      "variants.gpt2.s: n_head=5 does not divide d_model=64"),
     ({"variants": {"gpt2": {"sizes": ["s"], "size_overrides": {"s": {"width": 5}}}}}, "unknown field(s) width"),
-    ({"variants": {"gpt2": {"sizes": ["s"], "lr_grid": {"m": [1e-3]}}}}, "size 'm' in size_overrides/lr_grid is not in sizes"),
+    ({"variants": {"gpt2": {"sizes": ["s"], "lr_grid": {"m": [1e-3]}}}}, "size 'm' in size_overrides/lr_grid/gpus is not in sizes"),
     ({"variants": {"gpt2": {"sizes": ["s", "s"]}}}, "lists a size twice"),
     ({"variants": {}}, "variants: {} should be non-empty"),
     ({"seeds": []}, "seeds: [] should be non-empty"),

@@ -14,7 +14,7 @@ TINY = {
     "corpus": {"source": "kjv", "max_units": 2500, "units_per_doc": 20, "val_fraction": 0.1},
     "tokenizer": {"vocab_size": 384},
     "training": {"tokens": 16384, "seq_len": 32, "batch_size": 8, "eval_points": 4, "eval_tokens": 2048,
-                 "eval_batch_size": 16, "checkpoint_every": 20, "wsd": {"warmup_tokens": 1024}},
+                 "eval_batch_size": 16, "checkpoint_every": 20, "wsd": {"warmup_tokens": 1024}, "min_phase_steps": 2},
     "analysis": {"n_boot": 100},
 }
 

@@ -9,14 +9,14 @@ import logging
 import sys
 
 from training.errors import InputError
-from training.loop import TrainConfig, run
+from training.loop import Preempted, TrainConfig, run
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     p.add_argument("--variant", required=True)
     p.add_argument("--size", required=True)
-    p.add_argument("--data", required=True, help="folder with meta.json, train.npy, val.npy")
+    p.add_argument("--data", required=True, help="a prepared tokens folder (meta.json and shards/)")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--size-override", default="{}", help="JSON object of size fields")
@@ -34,6 +34,9 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"archscale: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        print(f"archscale: preempted: {e}", file=sys.stderr)
+        return 3
     print(json.dumps({k: info[k] for k in ("status", "steps_done", "resumed")}))
     return 0
 

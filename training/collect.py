@@ -23,7 +23,10 @@ from training.tokenizer import SPECIAL_TOKENS
 
 RUN_FIELDS = ("variant", "objective", "size", "seed", "lr", "budget", "schedule", "status", "diverged_step", "steps_done",
               "params_total", "params_nonembedding", "causal_leak", "device", "threads", "elapsed_s",
-              "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256", "epochs", "train_split_tokens")
+              "slurm_job_id", "resumed", "torch", "transformers", "corpus_sha256", "epochs", "train_split_tokens",
+              "micro_batch_size", "tokens_per_s", "mfu", "peak_flops_source")
+# the resolved batch (sequences) and warm-up of a run (training/hparams.py), from its run.json's train_config
+TRAIN_FIELDS = ("batch_size", "seq_len", "warmup_tokens")
 # a run stopped by the early-stop rule (status stopped): run.json's early_stop, as stop_<field> columns
 STOP_FIELDS = ("tokens", "predicted", "lo", "hi", "frontier", "form", "reason")
 
@@ -89,7 +92,8 @@ def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
         curves.append(curve)
         last = curve.iloc[-1] if len(curve) else {}
         stop = info.get("early_stop") or {}
-        runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS},
+        tc = info.get("train_config", {})
+        runs.append({"run": run_id, **{k: info.get(k) for k in RUN_FIELDS}, **{k: tc.get(k) for k in TRAIN_FIELDS},
                      **{f"stop_{k}": stop.get(k) for k in STOP_FIELDS},
                      **{k: last.get(k, float("nan")) for k in ("tokens", "flops", "flops_6n")},
                      "final_loss": last.get("loss", float("nan")),

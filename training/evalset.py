@@ -175,3 +175,7 @@ class EvalBatches(list):
     def __init__(self, fields: list[dict]):
         super().__init__(f["input_ids"] for f in fields)
         self.fields = fields
+
+    def head(self, n: int) -> "EvalBatches":
+        """The first n batches (a prefix of the fixed set: an intermediate evaluation under eval_share)."""
+        return EvalBatches(self.fields[:n])

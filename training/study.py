@@ -102,6 +102,7 @@ def validate_config(config: dict, schema_path) -> dict:
     for entry in config["variants"].values():
         entry.setdefault("size_overrides", {})
         entry.setdefault("lr_grid", {})
+        entry.setdefault("gpus", {})
     return config
 
 
@@ -197,32 +198,50 @@ def _check_variant_budgets(b: dict, name: str, v: dict, where: str = "budgets") 
 
 def _runs_of_size(config: dict, name: str, spec, size: dict, overrides: dict) -> tuple[list, list]:
     """(final runs, stable runs) of one size: one lineage per (seed, lr); per lineage one run per budget
-    (wsd: a cooldown branching off the lineage's stable run; cosine: a run from scratch)."""
-    from training.loop import TrainConfig
+    (wsd: a cooldown branching off the lineage's stable run; cosine: a run from scratch). The batch, rate
+    and warm-up are the size's (training/hparams.py); every run's phases are checked for enough steps."""
+    from training.hparams import check_phases
+    from training.loop import EXECUTION_FIELDS, TrainConfig
 
-    tcfg, entry = config["training"], config["variants"][name]
+    def recorded(cfg) -> dict:  # what a run's params hold: everything that decides its result
+        return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in EXECUTION_FIELDS}
+
+    tcfg, entry, hp = config["training"], config["variants"][name], size["hparams"]
+    per_size = {"batch_size": hp["batch_size"], "warmup_tokens": hp["warmup_tokens"]}
+    gpus = entry["gpus"].get(size["size"], tcfg["gpus"])
+    if gpus > 1 and hp["batch_size"] % gpus:
+        raise StudyError(f"config error: {name}/{size['size']}: its global batch of {hp['batch_size']} sequences does not "
+                         f"split evenly over its {gpus} GPUs; make the batch (or scale_by_size.batch_multiple) a "
+                         "multiple of the GPUs")
+    if gpus > 1 and tcfg["early_stop"]["enabled"]:
+        raise StudyError(f"config error: {name}/{size['size']} trains on {gpus} GPUs and training.early_stop is enabled: "
+                         "the early-stop rule runs in one process; train it on one GPU or disable the rule")
     runs, stables = [], []
-    for lr in entry["lr_grid"].get(size["size"], [entry.get("lr", tcfg["lr"])]):
+    for lr in entry["lr_grid"].get(size["size"], [hp["lr"]]):
         for seed in config["seeds"]:
             lineage = f"{name}/{size['size']}/seed{seed}_lr{lr_label(lr)}"
             ident = {"lineage": lineage, "variant": name, "objective": spec.objective, "size": size["size"],
                      "seed": seed, "lr": lr, "lr_label": lr_label(lr), "size_overrides": overrides,
                      "size_config": size["size_config"], "params_nonembedding": size["params_nonembedding"],
-                     "schedule": tcfg["schedule"], "source_hash": spec.source_hash()}
+                     "schedule": tcfg["schedule"], "source_hash": spec.source_hash(), "gpus": gpus}
             branches = []
             for bud in (b for b in size["budgets"] if b["joins"]):
-                cfg = TrainConfig.from_dict(tcfg, tokens=bud["budget_tokens"], lr=lr, seed=seed)
+                cfg = TrainConfig.from_dict(tcfg, tokens=bud["budget_tokens"], lr=lr, seed=seed, **per_size)
+                try:
+                    check_phases(cfg, f"{lineage}/{bud['budget']}", tcfg["min_phase_steps"])
+                except InputError as e:
+                    raise StudyError(f"config error: {e}") from None
                 branch = cfg.cooldown_start * cfg.tokens_per_step
                 branches.append(branch)
                 job_tokens = bud["budget_tokens"] - (branch if tcfg["schedule"] == "wsd" else 0)
                 runs.append({**ident, "run_id": f"{lineage}/{bud['budget']}", "budget": bud["budget"],
                              "budget_level": bud["level"], "budget_tokens": bud["budget_tokens"],
                              "branch_tokens": branch, "train_flops": size["train_flops_per_token"] * job_tokens,
-                             "train_config": dataclasses.asdict(cfg)})
+                             "train_config": recorded(cfg)})
             if tcfg["schedule"] == "wsd" and branches:
-                cfg = TrainConfig.from_dict(tcfg, tokens=max(branches), lr=lr, seed=seed, stable_only=True)
+                cfg = TrainConfig.from_dict(tcfg, tokens=max(branches), lr=lr, seed=seed, stable_only=True, **per_size)
                 # the stable run's params name its trajectory, not where it ends (stable_tokens, read when it runs)
-                trajectory = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "tokens"}
+                trajectory = {k: v for k, v in recorded(cfg).items() if k != "tokens"}
                 stables.append({**ident, "stable_tokens": max(branches), "branch_tokens": sorted(set(branches)),
                                 "train_flops": size["train_flops_per_token"] * max(branches),
                                 "train_config": trajectory})
@@ -303,6 +322,7 @@ def resolve(config: dict) -> dict:
     """Runs of a validated config, checked against the model registry."""
     import models
     from models.registry import ConfigError, ModelContext
+    from training.hparams import size_hparams
 
     tcfg = config["training"]
     ctx = ModelContext(vocab_size=vocab_size_of(config), seq_len=tcfg["seq_len"],
@@ -315,15 +335,14 @@ def resolve(config: dict) -> dict:
             raise StudyError(f"config error: corpus.files={corpus['files']!r} matches no file; give a glob of UTF-8 text files")
     if corpus["source"] == "hf" and not corpus["hf"].get("name"):
         raise StudyError("config error: corpus.hf.name is empty; give a dataset name or a builder such as 'json' with data_files")
-    tokens_per_step = tcfg["batch_size"] * tcfg["seq_len"]
     variants = {}
     for name, entry in config["variants"].items():
         if name not in models.REGISTRY:
             raise StudyError(f"config error: variants.{name}: unknown variant; allowed: {', '.join(models.variant_names())}")
         spec = models.get_variant(name)
-        for key in list(entry["size_overrides"]) + list(entry["lr_grid"]):
+        for key in list(entry["size_overrides"]) + list(entry["lr_grid"]) + list(entry["gpus"]):
             if key not in entry["sizes"]:
-                raise StudyError(f"config error: variants.{name}: size {key!r} in size_overrides/lr_grid is not in sizes {entry['sizes']}")
+                raise StudyError(f"config error: variants.{name}: size {key!r} in size_overrides/lr_grid/gpus is not in sizes {entry['sizes']}")
         if len(set(entry["sizes"])) != len(entry["sizes"]):
             raise StudyError(f"config error: variants.{name}.sizes lists a size twice: {entry['sizes']}")
         sizes = []
@@ -334,9 +353,13 @@ def resolve(config: dict) -> dict:
             except ConfigError as e:
                 raise StudyError(f"config error: variants.{name}.{size_name}: {e}") from None
             account = spec.account(size, ctx)
+            try:
+                hp = size_hparams(tcfg, entry, size_name, account.params_nonembedding)
+            except InputError as e:
+                raise StudyError(f"config error: {e}") from None
             row = {"size": size_name, "size_config": size.as_dict(), "params_nonembedding": account.params_nonembedding,
-                   "train_flops_per_token": account.train_flops_per_token}
-            row["budgets"] = _size_budgets(config, row, tokens_per_step, variant_budgets(config, name))
+                   "train_flops_per_token": account.train_flops_per_token, "hparams": hp.as_dict()}
+            row["budgets"] = _size_budgets(config, row, hp.batch_size * tcfg["seq_len"], variant_budgets(config, name))
             sizes.append(row)
         variants[name] = {"objective": spec.objective, "sizes": sizes,
                           "source_file": str(Path(spec.source_file).relative_to(ROOT))}

@@ -12,7 +12,7 @@ import pytest
 
 from training import checkpoint
 from training.errors import InputError
-from training.loop import CURVE_COLUMNS, FAULT_NAN_STEP_ENV, TrainConfig, run
+from training.loop import CURVE_COLUMNS, FAULT_NAN_STEP_ENV, TIMING_COLUMNS, TrainConfig, run
 
 SMALL = dict(tokens=64 * 8 * 40, seq_len=64, batch_size=8, eval_points=6, eval_tokens=2048,
              eval_batch_size=8, lr=3e-3, checkpoint_every=10)
@@ -101,8 +101,8 @@ def test_sigkill_at_random_steps_then_resume_matches_an_uninterrupted_run(small_
     done = subprocess.run(_cli(small_data, out, checkpoint_every=5), cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["resumed"] is True
-    a = pd.read_csv(ref / "curve.csv").drop(columns="elapsed_s")
-    b = pd.read_csv(out / "curve.csv").drop(columns="elapsed_s")
+    a = pd.read_csv(ref / "curve.csv").drop(columns=list(TIMING_COLUMNS))
+    b = pd.read_csv(out / "curve.csv").drop(columns=list(TIMING_COLUMNS))
     pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
@@ -209,8 +209,8 @@ def test_extending_a_stable_run_resumes_from_its_last_checkpoint(small_data, tmp
     longer = run_stable("gpt2", "xs", {}, long, small_data, out)
     assert longer["resumed"] is True and longer["steps_done"] == 20
     direct = run_stable("gpt2", "xs", {}, long, small_data, tmp_path / "direct")
-    a = pd.read_csv(out / "curve.csv").drop(columns="elapsed_s").set_index("step")
-    b = pd.read_csv(tmp_path / "direct" / "curve.csv").drop(columns="elapsed_s").set_index("step")
+    a = pd.read_csv(out / "curve.csv").drop(columns=list(TIMING_COLUMNS)).set_index("step")
+    b = pd.read_csv(tmp_path / "direct" / "curve.csv").drop(columns=list(TIMING_COLUMNS)).set_index("step")
     assert a.loc[20, "eval_loss"] == b.loc[20, "eval_loss"]
     assert direct["resumed"] is False
 
@@ -283,6 +283,6 @@ def test_a_stable_run_stopped_early_keeps_its_rows_up_to_the_check_and_resumes_f
     direct = run_stable("gpt2", "xs", {}, cfg, small_data, tmp_path / "direct", [64 * 8 * 18],
                         stop_check=(64 * 8 * 9, lambda rows, tokens: {"stop": False, "reason": "on the frontier"}))
     assert direct["status"] == "ok" and direct["early_stop"]["stop"] is False
-    a = pd.read_csv(out / "curve.csv").drop(columns="elapsed_s")
-    b = pd.read_csv(tmp_path / "direct" / "curve.csv").drop(columns="elapsed_s")
+    a = pd.read_csv(out / "curve.csv").drop(columns=list(TIMING_COLUMNS))
+    b = pd.read_csv(tmp_path / "direct" / "curve.csv").drop(columns=list(TIMING_COLUMNS))
     pd.testing.assert_frame_equal(a, b)

@@ -151,6 +151,11 @@ def train_source_hash(wildcards):
     return h
 
 
+def train_gpus(wildcards):
+    """GPUs of the job's run: its size's variants.<v>.gpus entry, else training.gpus."""
+    return run_of(wildcards)["gpus"]
+
+
 def train_mem_mb(wildcards, attempt):
     """Memory scales with parameters (weights + AdamW state) and activations (batch x seq x width)."""
     run = run_of(wildcards)
@@ -170,7 +175,7 @@ def train_runtime(wildcards, attempt):
     """Minutes: accounted FLOPs at a pessimistic 2 GFLOP/s per CPU thread (10 TFLOP/s on a GPU), x2 margin."""
     run = run_of(wildcards)
     t = config["training"]
-    rate = 1e13 if t["gpus"] else 2e9 * t["threads"]
+    rate = 1e13 * run["gpus"] if run["gpus"] else 2e9 * t["threads"]
     return int(10 + 2 * run["train_flops"] / rate / 60 * attempt)
 
 

@@ -23,7 +23,7 @@ if WSD:
         resources:
             mem_mb=train_mem_mb,
             runtime=train_runtime,
-            gpu=config["training"]["gpus"],
+            gpu=train_gpus,
         params:
             size_config=train_size_config,
             train_config=train_config,
@@ -49,7 +49,7 @@ if WSD:
         resources:
             mem_mb=train_mem_mb,
             runtime=train_runtime,
-            gpu=config["training"]["gpus"],
+            gpu=train_gpus,
         params:
             size_config=train_size_config,
             train_config=train_config,
@@ -76,7 +76,7 @@ else:
         resources:
             mem_mb=train_mem_mb,
             runtime=train_runtime,
-            gpu=config["training"]["gpus"],
+            gpu=train_gpus,
         params:
             size_config=train_size_config,
             train_config=train_config,

@@ -4,12 +4,21 @@ log = setup(snakemake)
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from training.loop import TrainConfig, run, run_cooldown, run_stable, skip_cooldown  # noqa: E402
+from training import gpu_slots  # noqa: E402
+
+# a workstation's GPUs: take free device slots before anything touches CUDA (training/gpu_slots.py)
+# (held until this process ends: the lock files close with it, SIGKILL included)
+gpus = snakemake.resources.get("gpu", 0)
+slots = gpu_slots.take(gpus, what=f"training job {snakemake.rule}")
+
+from training.loop import EXECUTION_FIELDS, TrainConfig, skip_cooldown  # noqa: E402
 from training.study import lineage_budgets, stable_plan  # noqa: E402
 
 w = snakemake.wildcards
 lineage = f"{w.variant}/{w.size}/seed{w.seed}_lr{w.lr}"
 schema = f"{snakemake.scriptdir}/../schemas/config.schema.yaml"
+# how the run executes (micro-batch, checkpoint interval): read here, not params, so changing it reruns nothing
+execution = {k: snakemake.config["training"][k] for k in EXECUTION_FIELDS}
 common = dict(variant=w.variant, size_name=w.size, size_overrides=snakemake.params.size_config,
               data_dir=Path(snakemake.input.meta).parent, out_dir=Path(snakemake.output.curve).parent,
               threads=snakemake.threads,
@@ -41,19 +50,41 @@ def early_stop_check(es: dict, lr: float, end: int):
     return es["fraction"] * end, check
 
 
+def train(kind: str, **kwargs) -> dict:
+    """training.loop.<run | run_stable | run_cooldown> in this process, or on `gpus` > 1 processes through
+    torch.distributed (training/distributed.py: torchrun, one rank per GPU slot held)."""
+    from training import distributed, loop
+
+    if gpus <= 1:
+        return {"run": loop.run, "stable": loop.run_stable, "cooldown": loop.run_cooldown}[kind](**kwargs)
+    import dataclasses
+    import sys
+
+    spec = {**kwargs, "cfg": dataclasses.asdict(kwargs["cfg"])}
+    spec.pop("stop_check", None)  # the config check refuses early stopping on several GPUs
+    out_dir = Path(kwargs["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("training on %d processes (torchrun, one per GPU)", gpus)
+    rc = distributed.launch(gpus, kind, spec, out_dir / ".torchrun.json", stream=sys.stderr)
+    if rc:
+        raise distributed.RunFailed(f"the {gpus}-process run of {lineage} failed (torchrun exit status {rc}; the ranks' "
+                                    f"errors are in {snakemake.log[0]}); rerun to resume from its last checkpoint")
+    return json.loads((out_dir / "run.json").read_text())
+
+
 if snakemake.rule == "stable":
     # Where the stable run ends and which checkpoints it keeps for branching are read from the study's
     # current budgets, not passed as params: they change what it trains beyond its trajectory and what
     # it keeps, not its trajectory, so adding a budget must not rerun it (the new budget's cooldown
     # trains on from the nearest kept checkpoint, its last one if the budget lies beyond its end).
     end, branches = stable_plan(snakemake.config, schema, lineage)
-    cfg = TrainConfig.from_dict({**snakemake.params.train_config, "tokens": end})
+    cfg = TrainConfig.from_dict({**snakemake.params.train_config, "tokens": end}, **execution)
     es = snakemake.params.train_config.get("early_stop")
     stop_check = early_stop_check(es, cfg.lr, end) if es else None
-    info = run_stable(**common, cfg=cfg, branch_tokens=branches, extra_info={"run_id": f"{lineage}/stable"},
-                      stop_check=stop_check)
+    info = train("stable", **common, cfg=cfg, branch_tokens=branches, extra_info={"run_id": f"{lineage}/stable"},
+                 stop_check=stop_check)
 elif snakemake.rule == "cooldown":
-    cfg = TrainConfig.from_dict(snakemake.params.train_config)
+    cfg = TrainConfig.from_dict(snakemake.params.train_config, **execution)
     stable_dir = Path(snakemake.input.stable).parent
     stable = json.loads(Path(snakemake.input.stable).read_text())
     extra = {"run_id": f"{lineage}/{w.budget}", "budget": w.budget}
@@ -63,8 +94,8 @@ elif snakemake.rule == "cooldown":
         info = skip_cooldown(stable_dir, common["out_dir"], cfg,
                              {**extra, "early_stop": {"tokens": stopped["tokens"], "reason": stopped["reason"], **row}})
     else:
-        info = run_cooldown(**common, cfg=cfg, stable_ckpt_dir=stable_dir / "checkpoints", extra_info=extra)
+        info = train("cooldown", **common, cfg=cfg, stable_ckpt_dir=stable_dir / "checkpoints", extra_info=extra)
 else:
-    info = run(**common, cfg=TrainConfig.from_dict(snakemake.params.train_config),
-               extra_info={"run_id": f"{lineage}/{w.budget}", "budget": w.budget})
+    info = train("run", **common, cfg=TrainConfig.from_dict(snakemake.params.train_config, **execution),
+                 extra_info={"run_id": f"{lineage}/{w.budget}", "budget": w.budget})
 log.info("run finished: status=%s steps=%s elapsed=%ss", info["status"], info["steps_done"], info["elapsed_s"])
