@@ -31,6 +31,7 @@ LADDER = {
     "g300m": dict(d_model=1024, n_layer=24, n_head=16, d_ff=4096),  # 302M (Pythia-410M's, GPT-2 medium's blocks)
 }
 GPU_SIZES = ("g1m", "g3m", "g10m", "g20m", "g50m", "g85m", "g150m", "g300m")
+CPU_SIZES = tuple(name for name in LADDER if name not in GPU_SIZES)  # the sizes a 2-core study can afford
 
 
 def ladder(d_ff_offset: float = 0.0) -> dict:

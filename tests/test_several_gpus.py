@@ -1,7 +1,6 @@
 """Several GPUs through Snakemake, on a CPU: a study whose runs train on 2 processes (torch.distributed, gloo)
 from 2 fake GPU slots ends with the curves of the same study on one process; the DAG asks SLURM for the GPUs
 each run needs."""
-import os
 from types import SimpleNamespace
 
 import pandas as pd

@@ -87,6 +87,51 @@ def measure_speeds(entries: list[dict], ctx, batch_size: int, threads: int = 1, 
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------- GPUs
+DEFAULT_MFU = 0.35  # planning MFU on a GPU where no probe ran: below the GPU benchmark's 40% goal; not measured
+DEVICE_MEMORY_GB = {"h100": 80, "h200": 141, "a100": 80, "a100-40gb": 40, "l40s": 48, "a10": 24, "4090": 24}
+DEVICE_NAMES = {"h100": "NVIDIA H100 80GB HBM3", "h200": "NVIDIA H200", "a100": "NVIDIA A100-SXM4-80GB",
+                "a100-40gb": "NVIDIA A100-SXM4-40GB", "l40s": "NVIDIA L40S", "a10": "NVIDIA A10", "4090": "NVIDIA GeForce RTX 4090"}
+
+
+def gpu_cost_model(variants, device: str, mfu: float = DEFAULT_MFU, job_overhead_s: float = 120.0) -> CostModel:
+    """The cost model of a GPU from a table: seconds per token = FLOPs per token / (data-sheet dense bf16 peak
+    x mfu), no per-token overhead; a job's start-up (imports, data, torch.compile) is `job_overhead_s`."""
+    from training.device import known_peak
+
+    name = DEVICE_NAMES.get(device.lower(), device)
+    peak = known_peak(name)
+    if peak is None:
+        raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICE_NAMES)} (or a CUDA device's name)")
+    return CostModel({v: (0.0, 1.0 / (peak * mfu)) for v in variants}, job_overhead_s,
+                     notes={"device": name, "peak_flops": peak, "mfu": mfu, "source": "data-sheet peak x planning MFU"})
+
+
+def gpu_memory_gb(params_total: int, micro_batch: int, seq_len: int, d_model: int, n_layer: int, n_head: int) -> float:
+    """A training job's GPU memory: fp32 weights, gradients and AdamW's two moments (16 bytes a parameter) and
+    the bf16 activations of one micro-batch, s b h (34 + 5 a s / h) bytes per layer without recomputation
+    (Korthikanti et al. 2022), plus 1 GB for the CUDA context and the allocator."""
+    activations = seq_len * micro_batch * d_model * (34 + 5 * n_head * seq_len / d_model) * n_layer
+    return (16 * params_total + activations) / 1e9 + 1.0
+
+
+def fitting_micro_batch(batch: int, memory_gb: float, **shape) -> tuple[int, float]:
+    """(micro-batch, GB): the largest of batch, batch/2, ... whose memory fits `memory_gb` (what
+    training.micro_batch: auto finds by trying), at least 1."""
+    micro = batch
+    while micro > 1 and gpu_memory_gb(micro_batch=micro, **shape) > memory_gb:
+        micro = max(1, micro // 2)
+    return micro, gpu_memory_gb(micro_batch=micro, **shape)
+
+
+def chinchilla_points(ladders: dict, fpt: dict, tokens_per_param: float = 20.0) -> pd.DataFrame:
+    """Prior optima when no study of one's own exists (Hoffmann et al. 2022: D_opt = 20 N_opt): for each ladder
+    size N of a variant, the accounted compute C = 20 N x (its FLOPs per token) at which it is the optimum."""
+    rows = [{"variant": v, "compute": tokens_per_param * n * fpt[(v, name)], "n_opt": n, "bracketed": True,
+             "at_smallest": False} for v, ladder in ladders.items() for name, n in ladder]
+    return pd.DataFrame(rows)
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Per variant: seconds per token = c0 + c1 x FLOPs per token; plus a fixed start-up per job."""
@@ -122,10 +167,9 @@ def study_jobs(study: dict, cost: CostModel) -> list[dict]:
 
     t = study["config"]["training"]
     fpt = flops_per_token(study)
-    tps = t["batch_size"] * t["seq_len"]
     jobs = []
     for s in study.get("stables", []):
-        steps = s["stable_tokens"] // tps
+        steps = s["stable_tokens"] // (s["train_config"]["batch_size"] * t["seq_len"])  # the size's own batch
         n_eval = len(set(np.round(np.logspace(0, math.log10(max(steps, 1)), t["eval_points"])).astype(int)))
         jobs.append({"job": f"{s['lineage']}/stable", "lineage": s["lineage"], "kind": "stable", "variant": s["variant"],
                      "seconds": cost.job_seconds(s["variant"], fpt[(s["variant"], s["size"])], s["stable_tokens"],
@@ -298,8 +342,12 @@ def grid_config(base: dict, ladders: dict, priors, top: float, n_budgets: int, r
         entries = [{"level": level, "sizes": pick_sizes(ladder, prior.n_opt(level), sizes_per_budget)}
                    for level in variant_levels(ladder, prior, top, n_budgets, ratio, scale)]
         used = {n for e in entries for n in e["sizes"]}
-        cfg["variants"][variant]["sizes"] = [n for n, _ in ladder if n in used]
-        cfg["variants"][variant]["budgets"] = {"levels": entries}
+        entry = cfg["variants"][variant]
+        entry["sizes"] = [n for n, _ in ladder if n in used]
+        entry["budgets"] = {"levels": entries}
+        for key in ("size_overrides", "lr_grid", "gpus"):  # the base's per-size entries of the sizes planned
+            if key in entry:
+                entry[key] = {k: v for k, v in entry[key].items() if k in used}
     cfg["budgets"] = {**cfg.get("budgets", {}), "kind": "isoflop", "levels": [float(f"{c:.3g}") for c in common],
                       "min_sizes": 3, "tokens_per_param": [1e-3, 1e6]}
     return cfg
@@ -314,8 +362,9 @@ def predict(config: dict, schema_path, cost: CostModel, cores: int) -> dict:
 
     study = resolve(validate_config(config, schema_path))
     jobs = study_jobs(study, cost)
-    threads = config["training"]["threads"]
-    wall = simulate_wall(jobs, max(1, cores // threads)) + FIXED_OVERHEAD_S
+    # `cores` are the machine's cores (cores // threads jobs at once), or with training.gpus its GPUs
+    per_job = config["training"]["gpus"] or config["training"]["threads"]
+    wall = simulate_wall(jobs, max(1, cores // per_job)) + FIXED_OVERHEAD_S
     per_variant = pd.DataFrame(jobs).groupby("variant")["seconds"].sum().to_dict()
     return {"study": study, "jobs": jobs, "wall_s": wall, "per_variant_s": per_variant}
 

@@ -2,6 +2,15 @@
 
     archscale plan --minutes 20 --out my_study.yaml [--cores 2] [--variants gpt2 reformer ...]
                    [--budgets 3] [--sizes-per-budget 3] [--ratio 2] [--prior results/analysis]
+    archscale plan --gpus 8 --hours 3 [--device h100] [--mfu 0.35] --out gpu_study.yaml [--prior ...]
+
+GPUs (`--gpus`): the base is config/gpu.yaml and the sizes its GPU ladder (g1m-g300m); the cost of a
+token is its accounted FLOPs over the device's dense bf16 peak (training/device.py's table) times a
+planning MFU (`--mfu`, default 0.35, stated: not a measurement), or, on a machine with that CUDA device,
+a short probe of each variant's sizes there; without a study of one's own (`--prior`) the expected
+optimum per budget is Chinchilla's D = 20 N under the accounted FLOPs (training.plan.chinchilla_points);
+five budgets spanning 100x by default. It prints per job its GPU-hours, GPU memory and micro-batch, per
+variant its GPU-hours and the budgets it expects to bracket. The CPU mode:
 
 1. Measures the training speed of every variant's size ladder on this machine (a few steps each,
    cached in .snakemake/archscale by machine and code) and fits the cost model of training/plan.py.
@@ -38,7 +47,7 @@ def prior_points(path) -> pd.DataFrame:
     primary compute column, N_opt of a bracketed budget, else the N of its best size (a bound: the optimum
     lies at or beyond it); at_smallest: that best size was the budget's smallest and the ladder's smallest
     (models/presets.py), so no budget there can bracket."""
-    from models.presets import LADDER
+    from models.presets import CPU_SIZES
 
     path = Path(path)
     if path.is_file():
@@ -54,7 +63,7 @@ def prior_points(path) -> pd.DataFrame:
     iso["n_opt"] = np.where(iso["status"] == "ok", iso["N_opt"], best_n)
     smallest = [str(sz).split()[0] if isinstance(sz, str) else None for sz in iso["sizes"]]  # sizes in N order
     iso["at_smallest"] = ((iso["status"] == "unbracketed") & (iso["best_size"] == pd.Series(smallest))
-                          & (iso["best_size"] == next(iter(LADDER))))
+                          & (iso["best_size"] == CPU_SIZES[0]))
     return iso.dropna(subset=["n_opt"])[PRIOR_COLS].reset_index(drop=True)
 
 
@@ -65,11 +74,12 @@ def read_prior(path, variants) -> dict:
     return fit_priors(prior_points(path or DEFAULT_PRIOR), variants)
 
 
-def ladders_of(variants, ctx) -> dict:
-    """{variant: [(size, N)]} over the whole shared ladder (models/presets.py), by N."""
+def ladders_of(variants, ctx, names=None) -> dict:
+    """{variant: [(size, N)]} over the shared ladder's CPU sizes (models/presets.py; or `names`), by N."""
     import models
-    from models.presets import LADDER
+    from models.presets import CPU_SIZES
 
+    LADDER = names or CPU_SIZES
     out = {}
     for v in variants:
         spec = models.get_variant(v)
@@ -80,12 +90,12 @@ def ladders_of(variants, ctx) -> dict:
 
 def speed_entries(variants, ctx) -> list[dict]:
     import models
-    from models.presets import LADDER
+    from models.presets import CPU_SIZES
 
     entries = []
     for v in variants:
         spec = models.get_variant(v)
-        for name in LADDER:
+        for name in CPU_SIZES:
             if name in ("l", "xl"):
                 continue  # beyond any 2-core plan; the cost model extrapolates in FLOPs
             size = models.resolve_size(spec, name, ctx)
@@ -106,15 +116,21 @@ def measure_job_overhead() -> float:
 
 def _parser():
     ap = argparse.ArgumentParser(prog="archscale plan", description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, required=True, help="wall-time budget of the whole study")
+    ap.add_argument("--minutes", type=float, default=None, help="wall-time budget of the whole study (CPU)")
+    ap.add_argument("--gpus", type=int, default=None, help="GPUs the study runs on (one training job per GPU)")
+    ap.add_argument("--hours", type=float, default=None, help="wall-time budget in hours (with --gpus)")
+    ap.add_argument("--device", default=None, help="GPU kind (h100, h200, a100, a100-40gb, l40s, a10, 4090); "
+                    "default: the CUDA device of this machine")
+    ap.add_argument("--mfu", type=float, default=None, help="planning MFU on the GPU (default 0.35; not a measurement)")
     ap.add_argument("--out", type=Path, required=True, help="config file to write")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--base", type=Path, default=ROOT / "config" / "config.yaml",
+    ap.add_argument("--base", type=Path, default=None,
                     help="config whose corpus, tokenizer, training and analysis settings the plan keeps")
     ap.add_argument("--variants", nargs="*", default=None, help="default: the base config's variants")
-    ap.add_argument("--budgets", type=int, default=3)
+    ap.add_argument("--budgets", type=int, default=None, help="default 3 (CPU), 5 (GPU)")
     ap.add_argument("--sizes-per-budget", type=int, default=3)
-    ap.add_argument("--ratio", type=float, default=2.0, help="compute ratio between consecutive budgets")
+    ap.add_argument("--ratio", type=float, default=None,
+                    help="compute ratio between consecutive budgets (default 2 on CPU; 10^0.5 with --gpus: 100x over 5)")
     ap.add_argument("--prior", type=Path, default=None,
                     help="a previous study's results/analysis folder (its allocation.csv: N_opt(C) per variant)")
     ap.add_argument("--cache", type=Path, default=Path(".snakemake/archscale"))
@@ -127,6 +143,15 @@ def main(argv=None) -> int:
     from training.study import StudyError, validate_config
 
     args = _parser().parse_args(argv)
+    gpu = args.gpus is not None
+    if gpu == (args.minutes is not None) or gpu != (args.hours is not None):
+        print("archscale plan: give --minutes (a CPU study) or --gpus with --hours (a GPU study)", file=sys.stderr)
+        return 2
+    args.base = args.base or ROOT / "config" / ("gpu.yaml" if gpu else "config.yaml")
+    args.budgets = args.budgets or (5 if gpu else 3)
+    args.ratio = args.ratio or (10 ** 0.5 if gpu else 2.0)
+    if gpu:
+        return gpu_main(args)
     if args.minutes <= 0 or args.budgets < 3 or args.sizes_per_budget < 3 or args.ratio <= 1 or args.cores < 1:
         print("archscale plan: needs --minutes > 0, --budgets >= 3, --sizes-per-budget >= 3, --ratio > 1, "
               "--cores >= 1", file=sys.stderr)
@@ -174,6 +199,111 @@ def main(argv=None) -> int:
                         + yaml.safe_dump(configs, sort_keys=False))
     _print_plan(configs, pred)
     return 0
+
+
+def gpu_main(args) -> int:
+    """`archscale plan --gpus G --hours H`: see the module docstring."""
+    import models
+    from models.presets import GPU_SIZES
+    from models.registry import ModelContext
+    from training.plan import (DEFAULT_MFU, DEVICE_MEMORY_GB, fit_priors, gpu_cost_model, plan_grid)
+    from training.study import StudyError, validate_config, vocab_size_of
+
+    if args.gpus < 1 or args.hours <= 0 or args.budgets < 3 or args.sizes_per_budget < 3 or args.ratio <= 1:
+        print("archscale plan: needs --gpus >= 1, --hours > 0, --budgets >= 3, --sizes-per-budget >= 3, --ratio > 1",
+              file=sys.stderr)
+        return 2
+    device = args.device or _cuda_device()
+    if device is None:
+        print("archscale plan: no CUDA device here: name the GPU kind with --device (h100, h200, a100, a100-40gb, "
+              "l40s, a10, 4090)", file=sys.stderr)
+        return 2
+    try:
+        base = validate_config(yaml.safe_load(args.base.read_text()), SCHEMA)
+        variants = args.variants or list(base["variants"])
+        base["variants"] = {v: {k: x for k, x in base["variants"].get(v, {}).items() if k != "budgets"} | {"sizes": []}
+                            for v in variants}
+        t = base["training"]
+        ctx = ModelContext(vocab_size=vocab_size_of(base), seq_len=t["seq_len"], pad_id=1, mask_id=2)
+        shapes, ladders, fpt = {}, {}, {}
+        for v in variants:
+            spec, rows = models.get_variant(v), []
+            for name in GPU_SIZES:
+                size = models.resolve_size(spec, name, ctx, **base["variants"][v].get("size_overrides", {}).get(name, {}))
+                acc = spec.account(size, ctx)
+                rows.append((name, acc.params_nonembedding))
+                fpt[(v, name)] = acc.train_flops_per_token
+                shapes[(v, name)] = dict(params_total=acc.params_total, seq_len=t["seq_len"], d_model=size.d_model,
+                                         n_layer=size.n_layer, n_head=size.n_head)
+            ladders[v] = sorted(rows, key=lambda r: r[1])
+        from training.plan import chinchilla_points
+
+        priors = read_prior(args.prior, variants) if args.prior else fit_priors(chinchilla_points(ladders, fpt), variants)
+        cost = gpu_cost_model(variants, device, args.mfu or DEFAULT_MFU)
+        if base["training"]["gpus"] < 1:
+            base["training"]["gpus"] = 1
+        cfg, pred = plan_grid(base, SCHEMA, ladders, priors, args.hours * 3600, args.gpus, cost, args.budgets,
+                              args.ratio, args.sizes_per_budget, lo=1e13, hi=1e22)
+    except (OSError, StudyError, ValueError, KeyError, yaml.YAMLError) as e:
+        print(f"archscale plan: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    memory = DEVICE_MEMORY_GB.get(device.lower(), 80)
+    configs = dict(cfg)
+    configs["plan"] = {"gpus": args.gpus, "hours": args.hours, "device": cost.notes["device"],
+                       "mfu": cost.notes["mfu"], "predicted_wall_s": round(pred["wall_s"], 1),
+                       "job_overhead_s": round(cost.job_overhead_s, 2),
+                       "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()},
+                       "expected_unbracketed": pred["expected_unbracketed"],
+                       "floor_scale": {v: round(x, 3) for v, x in pred["floor_scale"].items()}}
+    validate_config(configs, SCHEMA)
+    args.out.write_text("# written by `archscale plan --gpus` (training/plan_cli.py); edit freely\n"
+                        + yaml.safe_dump(configs, sort_keys=False))
+    _print_gpu_plan(configs, pred, shapes, memory)
+    return 0
+
+
+def _cuda_device() -> str | None:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def gpu_job_table(pred: dict, shapes: dict, memory_gb: float) -> pd.DataFrame:
+    """Per training job of a GPU plan: GPU-hours, the micro-batch that fits and its GPU memory."""
+    from training.plan import fitting_micro_batch
+
+    runs = {r["run_id"]: r for r in pred["study"]["runs"]} | {f"{s['lineage']}/stable": s for s in pred["study"]["stables"]}
+    rows = []
+    for j in pred["jobs"]:
+        r = runs[j["job"]]
+        micro, gb = fitting_micro_batch(r["train_config"]["batch_size"], memory_gb, **shapes[(r["variant"], r["size"])])
+        rows.append({"job": j["job"], "variant": j["variant"], "kind": j["kind"],
+                     "gpu_hours": j["seconds"] * r["gpus"] / 3600, "memory_gb": gb, "micro_batch": micro,
+                     "batch": r["train_config"]["batch_size"]})
+    return pd.DataFrame(rows)
+
+
+def _print_gpu_plan(cfg: dict, pred: dict, shapes: dict, memory_gb: float) -> None:
+    jobs = gpu_job_table(pred, shapes, memory_gb)
+    plan = cfg["plan"]
+    print(f"per job (GPU-hours, GPU memory of its micro-batch on a {memory_gb:g} GB {plan['device']}):")
+    for r in jobs.to_dict("records"):
+        print(f"  {r['job']:45s} {r['gpu_hours']:7.3f} GPU-h {r['memory_gb']:6.1f} GB  micro-batch {r['micro_batch']}"
+              f" of {r['batch']}")
+    below = pred.get("expected_unbracketed") or {}
+    print("per variant: budgets (accounted FLOPs) [sizes], GPU-hours, budgets expected to bracket:")
+    for v, g in jobs.groupby("variant"):
+        levels = cfg["variants"][v]["budgets"]["levels"]
+        grid = "; ".join(f"{e['level']:.3g} [{', '.join(e['sizes'])}]" for e in levels)
+        n_below = len(below.get(v, []))
+        print(f"  {v:16s} {g['gpu_hours'].sum():7.2f} GPU-h  {len(levels) - n_below} of {len(levels)} bracketed  {grid}")
+    total = jobs["gpu_hours"].sum()
+    print(f"total: {total:.1f} GPU-hours of {plan['gpus'] * plan['hours']:g} ({plan['gpus']} x {plan['hours']:g} h); "
+          f"predicted wall time {pred['wall_s'] / 3600:.2f} h; cost: {plan['device']} dense bf16 peak x MFU "
+          f"{plan['mfu']:g} (a planning figure, not measured)")
 
 
 def _print_plan(cfg: dict, pred: dict) -> None:

@@ -218,3 +218,42 @@ def test_no_training_job_imports_the_planner():
     train_script = (plan_cli.ROOT / "workflow" / "scripts" / "train.py").read_text()
     assert "training.plan " not in train_script and "training.plan_cli" not in train_script
     assert "PLANNER_CODE" in (plan_cli.ROOT / "workflow" / "rules" / "common.smk").read_text()
+
+
+def test_a_gpu_plan_fills_its_gpu_hours_and_writes_a_valid_config(tmp_path, capsys):
+    """archscale plan --gpus 8 --hours 3 --device h100: a config that validates (and resolves: every budget has its
+    sizes), GPU-hours that add up to within 10% of 8 x 3, and per job its hours, memory and micro-batch."""
+    from training.study import load_study
+
+    out = tmp_path / "gpu.yaml"
+    assert plan_cli.main(["--gpus", "8", "--hours", "3", "--device", "h100", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    cfg = yaml.safe_load(out.read_text())
+    study = load_study(cfg, SCHEMA)
+    assert cfg["plan"]["device"] == "NVIDIA H100 80GB HBM3" and cfg["plan"]["mfu"] == 0.35
+    total = float(printed.split("total: ")[1].split(" GPU-hours")[0])
+    assert abs(total - 24) <= 2.4, printed[-600:]
+    job_hours = [float(line.split()[1]) for line in printed.splitlines() if line.strip().endswith(tuple("0123456789"))
+                 and " GPU-h " in line and "micro-batch" in line]
+    assert len(job_hours) == len(study["runs"]) + len(study["stables"])
+    assert abs(sum(job_hours) - total) < 0.05 * total
+    for variant, entry in cfg["variants"].items():
+        levels = entry["budgets"]["levels"]
+        assert len(levels) == 5 and levels[-1]["level"] / levels[0]["level"] >= 80  # ~100x over five budgets
+        assert all(len(e["sizes"]) >= 3 for e in levels) and all(s.startswith("g") for e in levels for s in e["sizes"])
+    assert "5 of 5 bracketed" in printed
+
+
+def test_gpu_memory_and_the_micro_batch_that_fits():
+    shape = dict(params_total=124_000_000, seq_len=1024, d_model=768, n_layer=12, n_head=12)
+    gb = plan.gpu_memory_gb(micro_batch=8, **shape)
+    assert 10 < gb < 30  # GPT-2 124M, 8 x 1024 in bf16: ~2 GB of states, ~16 GB of activations
+    micro, used = plan.fitting_micro_batch(512, 80, **shape)
+    assert used <= 80 and plan.gpu_memory_gb(micro_batch=2 * micro, **shape) > 80 and 512 % micro == 0
+
+
+def test_a_gpu_plan_needs_a_device_it_knows(tmp_path, capsys):
+    assert plan_cli.main(["--gpus", "8", "--hours", "3", "--device", "tpu9", "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
+    assert plan_cli.main(["--gpus", "8", "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "give --minutes (a CPU study) or --gpus with --hours" in capsys.readouterr().err
