@@ -122,3 +122,34 @@ def test_disk_full_during_a_write_keeps_the_old_file_and_names_the_path(tmp_path
     assert "check free space and permissions" in str(err.value)
     assert target.read_text() == "old results\n"
     assert [p.name for p in tmp_path.iterdir()] == ["curve.csv"]  # no temp file left behind
+
+
+STUDY_CASES = [
+    ({"budgets": {"kind": "isoflop", "levels": [1e12, float("inf")]}}, "budgets.levels=[1000000000000.0, inf] must be positive finite"),
+    ({"budgets": {"kind": "isoflop", "levels": [1e12, float("nan")]}}, "must be positive finite numbers"),
+    ({"budgets": {"kind": "isoflop", "levels": [1.0e12, 1.0004e12, 2e12]}},
+     "levels equal to 3 significant figures name the same budget (C1e12)"),
+    ({"budgets": {"kind": "isoflop", "levels": [{"level": 7e11, "sizes": ["xxs", "xs", "xms"]}, 1e12]},
+      "variants": {"gpt2": {"sizes": ["xxs", "xs", "xsm"]}}}, "budgets.levels[0] lists unknown size(s) 'xms' for variant gpt2"),
+    ({"seeds": [-1]}, "seeds.0: -1 is less than the minimum of 0"),
+    ({"seeds": [2**64]}, "seeds.0: 18446744073709551616 is greater than the maximum of 4294967295"),
+    ({"training": {"tokens": 64 * 8 * 20, "seq_len": 64, "wsd": {"warmup_tokens": 64 * 8 * 30}}, "budgets": {"kind": "tokens"}},
+     "its stable phase has 0 optimiser step(s)"),
+]
+
+
+@pytest.mark.parametrize("config, message", STUDY_CASES, ids=[m[:40] for _, m in STUDY_CASES])
+def test_study_configs_that_used_to_fail_late_or_silently(root, config, message):
+    with pytest.raises(StudyError) as err:
+        load_study(config, root / SCHEMA)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_results_dir_under_the_home_folder_is_expanded_not_a_literal_tilde(root, monkeypatch, tmp_path):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(StudyError, match=f"results_dir='{tmp_path}/home/x' is outside the working directory"):
+        load_study({"results_dir": "~/x"}, root / SCHEMA)
+    study = load_study({"results_dir": "~/x", "results_dir_outside": True}, root / SCHEMA)
+    assert study["config"]["results_dir"] == str(tmp_path / "home" / "x")

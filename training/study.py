@@ -12,6 +12,8 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
+import os
 from pathlib import Path
 
 import yaml
@@ -163,6 +165,24 @@ def _size_budgets(config: dict, size: dict, tokens_per_step: int, b: dict) -> li
     return out
 
 
+def _check_levels(config: dict) -> None:
+    """Before anything is computed from them: every level finite and positive, and no two levels of a variant that
+    name the same budget folder (equal to 3 significant figures)."""
+    for name in config["variants"]:
+        b = variant_budgets(config, name)
+        if b["kind"] == "tokens":
+            continue
+        where = f"variants.{name}.budgets" if config["variants"][name].get("budgets") else "budgets"
+        levels = [level_and_sizes(x)[0] for x in b["levels"]]
+        if not all(math.isfinite(x) and x > 0 for x in levels):
+            raise StudyError(f"config error: {where}.levels={levels} must be positive finite numbers")
+        labels = [budget_label(b["kind"], x) for x in levels]
+        if len(set(labels)) < len(labels):
+            twins = sorted({x for x in labels if labels.count(x) > 1})
+            raise StudyError(f"config error: {where}.levels={levels}: levels equal to 3 significant figures name the "
+                             f"same budget ({', '.join(twins)}); make them differ in the first 3 figures")
+
+
 def _check_budgets(config: dict, variants: dict) -> None:
     """Each level needs budgets.min_sizes sizes of every variant (isoflop, tokens_per_param)."""
     for name, v in variants.items():
@@ -177,6 +197,14 @@ def _check_variant_budgets(b: dict, name: str, v: dict, where: str = "budgets") 
     if not b["levels"]:
         raise StudyError(f"config error: budgets.levels is empty; give the budget levels in {unit} for kind {b['kind']}")
     levels = [level_and_sizes(x)[0] for x in b["levels"]]
+    import models
+
+    known = set(models.get_variant(name).presets)
+    for k, entry in enumerate(b["levels"]):
+        unknown = [x for x in (level_and_sizes(entry)[1] or []) if x not in known]
+        if unknown:
+            raise StudyError(f"config error: {where}.levels[{k}] lists unknown size(s) {', '.join(map(repr, unknown))} "
+                             f"for variant {name}; allowed presets: {', '.join(models.get_variant(name).presets)}")
     if any(later <= earlier for earlier, later in zip(levels, levels[1:])):
         raise StudyError(f"config error: budgets.levels={levels} must increase, without repeats")
     lo, hi = b["tokens_per_param"]
@@ -325,6 +353,7 @@ def resolve(config: dict) -> dict:
     from training.hparams import size_hparams
 
     tcfg = config["training"]
+    _check_levels(config)
     ctx = ModelContext(vocab_size=vocab_size_of(config), seq_len=tcfg["seq_len"],
                        bos_id=0, eos_id=0, pad_id=1, mask_id=2)
     corpus = config["corpus"]
@@ -391,6 +420,8 @@ def check_results_dir(config: dict, workdir=None) -> None:
 
 def load_study(config: dict, schema_path, cache_dir=None) -> dict:
     config = validate_config(config, schema_path)
+    if config["results_dir"].startswith("~"):  # Snakemake would make a folder literally named '~'
+        config["results_dir"] = os.path.expanduser(config["results_dir"])
     check_results_dir(config)
     check_early_stop(config["training"])  # before the cache: the reference may have gone since
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
