@@ -12,6 +12,9 @@ naming the run, the row (0-based position in the given table) and the fix.  Tole
   point far off is a unit slip or a corrupted value.  The check is relative to the run itself, so
   an accounting that is not 6N (embeddings, attention, an encoder-decoder) is fine as long as it
   is the same throughout the run.
+* a run's ``flops`` / ``flops_6n`` must lie within ``FLOPS_OVER_6N`` (0.1-1e4) and within
+  ``FLOPS_OVER_6N_SPREAD`` (100x) of its variant's median run: a run (or a table) whose flops are in
+  other units is refused instead of bending the fits.
 """
 from __future__ import annotations
 
@@ -243,9 +246,32 @@ def check_flops_per_token(out):
               "(or tokens) value of this row")
 
 
+FLOPS_OVER_6N = (0.1, 1e4)  # accounted flops / 6ND of any real model: forward-only counts sit at 1/3, a tiny
+# model with a large vocabulary's head at a few hundred; outside, the flops are in other units
+FLOPS_OVER_6N_SPREAD = 100.0  # between runs of one variant (the head's share changes with size, ~10x over a ladder)
+
+
+def check_flops_against_6n(out):
+    """The accounted flops must agree with 6 N D in scale: a run whose flops / flops_6n is outside FLOPS_OVER_6N,
+    or FLOPS_OVER_6N_SPREAD away from its variant's median run, has flops in other units (a table or a run
+    scaled by 1e6 moved gpt2's exponent from 0.089 to 0.008 with no error)."""
+    ratio = out["flops"] / out["flops_6n"]
+    per_run = ratio.groupby(out["run"], sort=False).median()
+    variant = out.groupby("run", sort=False)["variant"].first()
+    lo, hi = FLOPS_OVER_6N
+    spread = per_run / per_run.groupby(variant).transform("median")
+    bad = (per_run < lo) | (per_run > hi) | (spread > FLOPS_OVER_6N_SPREAD) | (spread < 1 / FLOPS_OVER_6N_SPREAD)
+    if bad.any():
+        run = bad[bad].index[0]
+        raise CurveTableError(
+            f"run {run!r}: its flops are {per_run[run]:.4g} x flops_6n (6 N D), {spread[run]:.4g} x the median of "
+            f"variant {variant[run]!r}'s runs; accounted FLOPs lie within {lo:g}-{hi:g} x 6ND and within "
+            f"{FLOPS_OVER_6N_SPREAD:g}x of each other: check the units of its flops column (or use flops_6n)")
+
+
 # per-point checks first: they name the faulty row itself, where a monotonicity break names a pair
 CHECKS = (check_one_objective_per_variant, check_run_identity, check_unique_tokens, check_constant_params,
-          check_flops_6n, check_flops_per_token, check_monotonic)
+          check_flops_6n, check_flops_per_token, check_flops_against_6n, check_monotonic)
 
 
 def _sorted(out: pd.DataFrame) -> pd.DataFrame:

@@ -179,3 +179,17 @@ def test_losses_far_below_one_do_not_crash_approach3():
     fits = stages.fit_stage(df.assign(loss=df["loss"] * 1e-300), AnalysisOptions(n_boot=5),
                             np.random.default_rng(0))["fits"]
     assert set(fits["status"]) <= {"ok", "failed"} and fits["note"].notna().all()
+
+
+def test_flops_in_other_units_are_refused_for_one_run_or_the_whole_table(table):
+    """One run's flops x 1e6 kept its FLOPs per token constant and moved gpt2's exponent from 0.089 to 0.008;
+    the whole table x 1e6 passed too. Both contradict 6 N D."""
+    run = table[(table["variant"] == "gpt2")]["size"].iloc[0]
+    one = table.copy()
+    rows = (one["variant"] == "gpt2") & (one["size"] == run)
+    one.loc[rows, "flops"] *= 1e6
+    _refused(one, "its flops are", "x flops_6n (6 N D)", "check the units of its flops column")
+    whole = table.assign(flops=table["flops"] * 1e6)
+    _refused(whole, "x flops_6n (6 N D)")
+    # an accounting that is a few times 6ND (heads, attention) stays valid
+    validate_curves(table.assign(flops=table["flops"] * 3))
