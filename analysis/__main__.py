@@ -179,8 +179,10 @@ def alpha_lines(tables: dict, opts: AnalysisOptions) -> list[str]:
         return []
     kind = "final-point frontier" if str(fits["frontier"].iloc[0]) == "final" else "learning-curve envelope"
     sens = _sensitivity_of(tables, "alpha")
+    how = ("OLS (no bootstrap: --n-boot 0)" if not opts.n_boot else
+           f"bootstrap ({opts.n_boot} resamples: rough)" if opts.n_boot < 100 else "bootstrap")
     lines = [f"alpha (pure L(C) = (C_c/C)^alpha on the {kind}, compute '{opts.compute}', "
-             f"{opts.ci_level:.0%} bootstrap interval):"]
+             f"{opts.ci_level:.0%} {how} interval):"]
     for r in fits.sort_values("variant").to_dict("records"):
         if r["status"] != "ok":
             lines.append(f"  {r['variant']}: no fit ({r['status']})")

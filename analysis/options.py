@@ -7,6 +7,9 @@ COMPUTE_COLUMNS = ("flops", "flops_6n")
 FRONTIERS = ("auto", "final", "envelope")
 
 
+MIN_BOOT = 5  # fewer resamples give an interval of no width to speak of (1: zero); under 100 the CLI says "rough"
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     compute: str = "flops"  # compute column used for L(C): "flops" or "flops_6n"
@@ -51,8 +54,9 @@ class AnalysisOptions:
             bad("drop_warmup", "use True or False")
         if not (isinstance(self.grid_points, int) and self.grid_points >= 5):
             bad("grid_points", "use an integer >= 5")
-        if not (isinstance(self.n_boot, int) and self.n_boot >= 0):
-            bad("n_boot", "use an integer >= 0 (0 disables the bootstrap)")
+        if not (isinstance(self.n_boot, int) and (self.n_boot == 0 or self.n_boot >= MIN_BOOT)):
+            bad("n_boot", f"use 0 (no bootstrap: OLS intervals, labelled so) or at least {MIN_BOOT} resamples "
+                          "(a percentile interval from fewer has no width to speak of)")
         if not self.huber_delta > 0:
             bad("huber_delta", "use a positive number such as 1e-3")
         if not 0.5 <= self.ci_level < 1.0:

@@ -236,3 +236,15 @@ def test_an_output_folder_of_an_older_version_is_replaced_but_other_csvs_are_kep
     assert run(csv, out, "--no-figures") == 2
     _one_error_line(capsys, "holds 'my_ladder.csv', which no earlier analysis wrote")
     assert (out / "my_ladder.csv").read_text() == "mine"
+
+
+def test_n_boot_below_the_minimum_is_refused_and_zero_is_labelled_ols(csv, tmp_path, capsys):
+    """--n-boot 1 printed a zero-width "95% bootstrap interval", --n-boot 0 an OLS interval under that label."""
+    from analysis.options import AnalysisOptions
+
+    with pytest.raises(ValueError, match="n_boot"):
+        AnalysisOptions(n_boot=1)
+    assert cli.main([str(csv), "--out", str(tmp_path / "o0"), "--n-boot", "0", "--no-figures"]) == 0
+    assert "95% OLS (no bootstrap: --n-boot 0) interval" in capsys.readouterr().out
+    assert cli.main([str(csv), "--out", str(tmp_path / "o5"), "--n-boot", "5", "--no-figures"]) == 0
+    assert "95% bootstrap (5 resamples: rough) interval" in capsys.readouterr().out
