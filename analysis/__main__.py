@@ -291,6 +291,8 @@ def main(argv=None) -> int:
         sys.stderr.write(f"error: cannot write the outputs ({e.strerror or e}:{where}); nothing in --out {args.out} "
                          "was changed: check free space and permissions\n")
         return 2
+    for line in curves.attrs.get("assumed", []):
+        print(f"assumed: {line}")
     if n_thinned:
         print(f"thinned: {n_thinned} run(s) with more than {args.max_points_per_run} evaluation points were analysed "
               f"at about {args.max_points_per_run} log-spaced points each (first, last and lowest-loss points kept; "

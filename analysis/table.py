@@ -285,13 +285,35 @@ def _sorted(out: pd.DataFrame) -> pd.DataFrame:
     return out.take(order)
 
 
+def _logged_rate(out: pd.DataFrame) -> list[str]:
+    """A W&B-style export logs the current (scheduled) rate in `lr`, not the run's peak: without a `run` column
+    every row would become a run of its own. When, within the runs' other identifying columns, most rows carry
+    an lr of their own (>= 4 distinct values, more than half the rows), `lr` is taken as the logged rate, the
+    run's peak (its largest) as its lr, and the assumption is returned as a line."""
+    if "lr" not in out.columns or "run" in out.columns:
+        return []
+    keys = ["variant", "size", "seed"] + (["budget"] if "budget" in out.columns else [])
+    g = out.groupby(keys, sort=False, dropna=False)["lr"]
+    distinct, rows = g.transform("nunique"), g.transform("size")
+    logged = (distinct >= 4) & (distinct > rows / 2)
+    if not logged.any():
+        return []
+    out["lr_at_step"] = out["lr"]
+    out.loc[logged, "lr"] = g.transform("max")[logged]
+    n = out.loc[logged, keys].drop_duplicates().shape[0]
+    return [f"column 'lr' changes from row to row within {n} run(s) (a logged schedule, e.g. a W&B export): "
+            "taken as the rate at each step (lr_at_step) and each run's largest value as its lr"]
+
+
 def validate_curves(df) -> pd.DataFrame:
     """Return a cleaned copy of a learning-curve table (sorted by variant, run, tokens) or raise
-    CurveTableError with one line naming the problem (and the run and row where it is one run's) and the fix."""
+    CurveTableError with one line naming the problem (and the run and row where it is one run's) and the fix.
+    What it had to assume to read the table is in ``attrs["assumed"]`` (one line each)."""
     _check_frame(df)
     keep = list(REQUIRED) + [c for c in OPTIONAL if c in df.columns]
     out = df[keep].reset_index(drop=True)  # copy-on-write: columns are replaced below, never changed in place
     _to_numbers(out)
+    assumed = _logged_rate(out)
     _check_ranges(out)
     _to_integers(out)
     _labels(out, "status" in df.columns)
@@ -302,7 +324,9 @@ def validate_curves(df) -> pd.DataFrame:
         diverged = out.loc[out["status"] == "diverged", "run"].unique()
         stopped = out.loc[out["status"] == "stopped", "run"].unique()
         out["status"] = np.where(out["run"].isin(diverged), "diverged", np.where(out["run"].isin(stopped), "stopped", "ok"))
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["assumed"] = assumed
+    return out
 
 
 def thin_runs(curves: pd.DataFrame, max_points: int) -> tuple[pd.DataFrame, int]:

@@ -193,3 +193,17 @@ def test_flops_in_other_units_are_refused_for_one_run_or_the_whole_table(table):
     _refused(whole, "x flops_6n (6 N D)")
     # an accounting that is a few times 6ND (heads, attention) stays valid
     validate_curves(table.assign(flops=table["flops"] * 3))
+
+
+def test_a_logged_learning_rate_column_is_read_as_the_schedule_not_as_runs(table):
+    """A W&B export's `lr` is the rate at each step: every row became a run of its own ("not used: 56 of 64
+    run(s): lr not chosen") and the frontier switched silently. Now it is lr_at_step, each run's peak its lr."""
+    plain = validate_curves(table)
+    logged = table.assign(lr=0.004 * (1.0 - table["step"] / (table["step"].max() + 1.0)))
+    out = validate_curves(logged)
+    assert out["run"].nunique() == plain["run"].nunique()
+    assert out["lr_at_step"].nunique() > 4 and out.groupby("run")["lr"].nunique().max() == 1
+    assert len(out.attrs["assumed"]) == 1 and "taken as the rate at each step (lr_at_step)" in out.attrs["assumed"][0]
+    # a real sweep (one constant rate per run) is left alone
+    sweep = table.assign(lr=np.where(table["seed"] % 2 == 0, 1e-3, 2e-3))
+    assert validate_curves(sweep).attrs["assumed"] == []
