@@ -31,16 +31,18 @@ CROSS_COLS = ["form", "objective", "variant_a", "variant_b", "range_lo", "range_
               "crossover_lo", "crossover_hi", "p_cross_boot", "crossover_verdict", "c_at", "loss_a_at",
               "multiplier", "multiplier_lo", "multiplier_hi", "note"]
 TIER_COLS = ["variant", "objective", "size", "params_total", "params_nonembedding", "n_runs", "best_loss",
-             "tier", "improvement", "floor", "floor_source", "joins_previous", "config", "n_replicates"]
+             "tier", "improvement", "floor", "floor_source", "floor_unpaired", "joins_previous", "config", "n_replicates"]
 RUN_IDENTITY = ("lr", "budget", "budget_tokens", "schedule")  # with variant and size: a run's identity but its seed
 TIER_METHOD = ("Tiers: a variant's sizes in order of parameters, each represented by its best configuration (the "
                "budget / schedule / lr with the lowest mean best eval loss over seeds); a size joins the current tier "
                "when it is not better than the tier's best by more than the noise floor. Replicates are runs that "
                "differ only in seed (same variant, size, lr, token budget and schedule; without a budget column, the "
                "same final token count): the floor is 2 s_p sqrt(1/n_i + 1/n_j) from their pooled SD (source "
-               "'seeds'); runs of one size at different budgets never count as replicates. Without replicates the "
-               "floor is 2 sqrt(se_i^2 + se_j^2) from eval_loss_se at the best points ('eval_loss_se'), else "
-               "{default} nats ('default').")
+               "'seeds'); runs of one size at different budgets never count as replicates. Without replicates, when "
+               "each size's best point carries its per-batch eval losses (every run is scored on the same held-out "
+               "batches), the floor is twice the standard error of the paired differences, 2 sd(l_i - l_j) / sqrt(n) "
+               "over the n batches ('paired eval batches'; the unpaired value beside it); else 2 sqrt(se_i^2 + "
+               "se_j^2) from eval_loss_se at the best points ('eval_loss_se'), else {default} nats ('default').")
 EXTRAP_COLS = ["variant", "objective", "form", "status", "note", "held_out_size", "c_eval", "c_max_train",
                "actual_loss", "predicted_loss", "pi_lo", "pi_hi", "rel_error", "inside"]
 _FIT_PARAMS = {"pure": ("alpha", "C_c", "E"), "eterm": ("alpha", "C_c", "E")}
@@ -246,6 +248,23 @@ def _best_point_se(curves: pd.DataFrame) -> pd.Series:
     return at_best.set_index("run")["eval_loss_se"]
 
 
+def _best_point_batches(curves: pd.DataFrame) -> pd.Series:
+    """The per-batch eval losses (an array) at each run's best point, where the table records them."""
+    if "eval_batch_losses" not in curves.columns:
+        return pd.Series(dtype=object)
+    at_best = curves.loc[curves.groupby("run")["loss"].idxmin()].set_index("run")["eval_batch_losses"]
+    return at_best.map(lambda text: np.array(text.split(), dtype=float) if isinstance(text, str) and text.strip()
+                       else None)
+
+
+def paired_se(a: np.ndarray, b: np.ndarray) -> float:
+    """Standard error of the mean difference of two runs scored on the same n batches: sd(a - b) / sqrt(n). Two
+    runs' losses on one batch are correlated (the hard batches are hard for both), so this is far below the
+    unpaired sqrt(se_a^2 + se_b^2)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    return float(d.std(ddof=1) / np.sqrt(d.size))
+
+
 def run_configs(curves: pd.DataFrame) -> pd.DataFrame:
     """One row per run: run_table plus `config`, the run's identity without its seed (RUN_IDENTITY columns that
     the table has; the final token count when it has neither `budget` nor `budget_tokens`).  Runs with the same
@@ -261,6 +280,8 @@ def run_configs(curves: pd.DataFrame) -> pd.DataFrame:
     runs["config"] = pd.concat(parts, axis=1).agg(", ".join, axis=1) if len(runs) else pd.Series(dtype=str)
     se = _best_point_se(curves)
     runs["best_se"] = runs["run"].map(se) if len(se) else np.nan
+    batches = _best_point_batches(curves)
+    runs["best_batches"] = runs["run"].map(batches) if len(batches) else None
     return runs
 
 
@@ -274,21 +295,34 @@ def _config_table(runs: pd.DataFrame) -> pd.DataFrame:
     g = runs.groupby(["size", "config"], sort=True)
     out = g.agg(params_total=("params_total", "mean"), params_nonembedding=("params_nonembedding", "mean"),
                 n_reps=("run", "size"), n_seeds=("seed", "nunique"), best_loss=("best_loss", "mean"),
-                sd=("best_loss", "std"), se=("best_se", _se_of_mean))
+                sd=("best_loss", "std"), se=("best_se", _se_of_mean),
+                batches=("best_batches", lambda x: x.iloc[0] if len(x) == 1 else None))
     out["replicated"] = (out["n_reps"] >= 2) & (out["n_seeds"] == out["n_reps"])  # same seed twice: not replicates
     return out.reset_index()
 
 
+def _unpaired(chosen: pd.DataFrame):
+    """floor(i, j) from eval_loss_se at the best points (None when some size lacks it)."""
+    if chosen["se"].notna().all() and len(chosen):
+        se = chosen["se"].to_numpy(float)
+        return lambda i, j: 2 * np.sqrt(se[i] ** 2 + se[j] ** 2)
+    return None
+
+
 def _floor_rule(configs: pd.DataFrame, chosen: pd.DataFrame, opts):
-    """(source, floor(i, j)) for the chosen configs: replicates only, else eval_loss_se, else the default."""
+    """(source, floor(i, j)) for the chosen configs: replicates only, else paired eval batches, else eval_loss_se,
+    else the default."""
     reps = configs[configs["replicated"]]
     if len(reps):
         sp = float(np.sqrt(np.sum((reps["n_reps"] - 1) * reps["sd"] ** 2) / np.sum(reps["n_reps"] - 1)))
         n = chosen["n_reps"].where(chosen["replicated"], 1).to_numpy(float)
         return "seeds", lambda i, j: 2 * sp * np.sqrt(1 / n[i] + 1 / n[j])
-    if chosen["se"].notna().all() and len(chosen):
-        se = chosen["se"].to_numpy(float)
-        return "eval_loss_se", lambda i, j: 2 * np.sqrt(se[i] ** 2 + se[j] ** 2)
+    batches = list(chosen["batches"]) if "batches" in chosen else []
+    if batches and all(b is not None and len(b) >= 2 for b in batches) and len({len(b) for b in batches}) == 1:
+        return "paired eval batches", lambda i, j: 2 * paired_se(batches[i], batches[j])
+    unpaired = _unpaired(chosen)
+    if unpaired is not None:
+        return "eval_loss_se", unpaired
     return "default", lambda i, j: opts.noise_floor_default
 
 
@@ -325,10 +359,12 @@ def tiers(curves: pd.DataFrame, opts) -> pd.DataFrame:
                   .sort_values(["params_total", "size"]).reset_index(drop=True))
         source, floor = _floor_rule(configs, chosen, opts)
         tiers_, imps, floors, joins = _assign_tiers(chosen["best_loss"].to_numpy(float), floor)
+        unpaired = _unpaired(chosen) if source == "paired eval batches" else None
+        beside = [np.nan] + [float(unpaired(k - 1, k)) if unpaired else np.nan for k in range(1, len(chosen))]
         n_runs = runs.groupby("size")["run"].size()
         out.append(chosen.assign(variant=variant, objective=g["objective"].iloc[0], n_runs=chosen["size"].map(n_runs),
                                  n_replicates=chosen["n_seeds"], tier=tiers_, improvement=imps, floor=floors,
-                                 floor_source=source, joins_previous=joins))
+                                 floor_source=source, floor_unpaired=beside, joins_previous=joins))
     return pd.concat(out, ignore_index=True).reindex(columns=TIER_COLS) if out else pd.DataFrame(columns=TIER_COLS)
 
 

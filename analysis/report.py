@@ -236,6 +236,8 @@ def tier_sentences(tiers: pd.DataFrame) -> list[str]:
         multi = [sizes for sizes in groups if len(sizes) > 1]
         floor = g["floor"].dropna().max() if g["floor"].notna().any() else float("nan")
         src = g["floor_source"].dropna().iloc[0] if g["floor_source"].notna().any() else "-"
+        if "floor_unpaired" in g and g["floor_unpaired"].notna().any():  # paired: the unpaired value beside it
+            src += f"; unpaired {fmt(g['floor_unpaired'].dropna().max())}"
         if multi:
             out.append(f"{v}: tiers {' | '.join(', '.join(s) for s in groups)} (noise floor {fmt(floor)} nats from {src}); "
                        f"sizes in one tier are no better than the smallest of the tier.")

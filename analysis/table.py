@@ -23,7 +23,8 @@ import pandas as pd
 
 REQUIRED = ("variant", "objective", "size", "seed", "params_total", "params_nonembedding",
             "tokens", "flops", "flops_6n", "loss")
-OPTIONAL = ("run", "lr", "status", "eval_loss_se", "step", "warmup_tokens", "budget", "budget_tokens", "schedule", "phase")
+OPTIONAL = ("run", "lr", "status", "eval_loss_se", "step", "warmup_tokens", "budget", "budget_tokens", "schedule", "phase",
+            "eval_batch_losses")  # the per-batch eval losses of a point (space-separated), where recorded
 OBJECTIVES = ("causal", "masked", "rtd")
 STATUSES = ("ok", "diverged", "stopped")  # stopped: ended early by the early-stop rule (predicted off the frontier)
 _INT_COLS = ("seed", "params_total", "params_nonembedding", "tokens")
@@ -69,6 +70,8 @@ def _to_numbers(out: pd.DataFrame):
             raise CurveTableError(f"curve table has {int(bad.sum())} missing value(s) in column {col!r} "
                                   f"(first at row {_first_row(bad)}); fill or drop those rows")
         out[col] = out[col].astype(str)
+    if "eval_batch_losses" in out.columns:
+        out["eval_batch_losses"] = out["eval_batch_losses"].fillna("").astype(str)
     for col in _INT_COLS + _FLOAT_COLS:
         if col not in out.columns:
             continue

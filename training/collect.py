@@ -89,6 +89,11 @@ def collect(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
         curve["budget"] = info.get("budget", "")
         curve["budget_tokens"] = info.get("train_config", {}).get("tokens")
         curve["schedule"] = info.get("schedule", "cosine")
+        # the final evaluation's per-batch losses, on its row (analysis pairs runs on the same batches)
+        batches = info.get("final_eval_losses")
+        curve["eval_batch_losses"] = ""
+        if batches and len(curve):
+            curve.loc[curve.index[-1], "eval_batch_losses"] = " ".join(f"{x:.6g}" for x in batches)
         curves.append(curve)
         last = curve.iloc[-1] if len(curve) else {}
         stop = info.get("early_stop") or {}

@@ -205,7 +205,17 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def eval_metrics(model, batches, device) -> dict[str, tuple[float, float]]:
+class Metric(tuple):
+    """(mean over the evaluation batches, standard error across them), with `.batches`: the per-batch values
+    (every run is scored on the same batches, so two runs' per-batch values pair up)."""
+
+    def __new__(cls, mean: float, se: float, batches=()):
+        m = super().__new__(cls, (mean, se))
+        m.batches = list(batches)
+        return m
+
+
+def eval_metrics(model, batches, device) -> dict[str, Metric]:
     """Every loss the model reports on the fixed evaluation set (training/evalset.py), as
     {name: (mean over batches, standard error across batches)}; "loss" is the objective's
     eval loss, ELECTRA adds "generator_mlm_loss". No randomness: the masks and replacements
@@ -222,11 +232,11 @@ def eval_metrics(model, batches, device) -> dict[str, tuple[float, float]]:
     for name, values in per_batch.items():
         values = np.asarray(values)
         se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-        result[name] = (float(values.mean()), se)
+        result[name] = Metric(float(values.mean()), se, values.tolist())
     return result
 
 
-def evaluate(model, batches, device, seed: int | None = None) -> tuple[float, float]:
+def evaluate(model, batches, device, seed: int | None = None) -> Metric:
     """Mean eval loss over the fixed evaluation batches and its standard error across
     batches. `seed` is not used (the evaluation set is fixed for every run and seed); it
     stays for existing callers."""
@@ -268,6 +278,7 @@ class Session:
     rank: int = 0  # torch.distributed (training/distributed.py): this process's rank of `world`
     world: int = 1
     ddp: object = None  # the DistributedDataParallel wrapper when world > 1
+    last_batches: list | None = None  # per-batch eval losses of the last row when it scored the whole set
 
     @property
     def writes(self) -> bool:
@@ -533,7 +544,9 @@ def eval_row(s: Session, phase: str, final: bool = True) -> dict:
     of the training steps since the previous row)."""
     k = eval_windows(s, final)
     evals = s.evals if k == len(s.evals) else s.evals.head(k)
-    eval_loss, eval_se = evaluate(s.model, evals, s.device, s.cfg.seed)
+    metric = evaluate(s.model, evals, s.device, s.cfg.seed)
+    eval_loss, eval_se = metric
+    s.last_batches = getattr(metric, "batches", None) if k == len(s.evals) else None
     tokens = s.step * s.cfg.tokens_per_step
     steps, seconds = s.since_row
     tps = steps * s.cfg.tokens_per_step / seconds if seconds > 0 else float("nan")
@@ -632,6 +645,9 @@ def write_outputs(s: Session, out_dir, extra_info: dict | None = None) -> dict:
         "mfu": round(mfu(s, s.step * cfg.tokens_per_step / s.train_s), 6) if s.train_s else None,
         "peak_flops": s.peak_flops[0], "peak_flops_source": s.peak_flops[1],
         "epochs": round(epochs(s.step * cfg.tokens_per_step, len(s.train_tokens)), 4),
+        # the final row's per-batch eval losses (the same batches for every run: paired comparisons)
+        "final_eval_losses": ([round(x, 6) for x in s.last_batches]
+                              if s.last_batches and s.rows and s.rows[-1]["step"] == s.step else None),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "elapsed_s": round(s.elapsed, 3),
         **(extra_info or {}),
     }

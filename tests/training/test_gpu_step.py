@@ -188,3 +188,17 @@ def test_execution_settings_are_not_params():
 
 def test_loop_module_constant_names_the_execution_fields():
     assert set(loop.EXECUTION_FIELDS) <= {f for f in TrainConfig.__dataclass_fields__}
+
+
+def test_the_final_evaluation_keeps_its_per_batch_losses_for_paired_comparisons(small_data, tmp_path):
+    from training.collect import collect
+
+    cfg = dict(BASE, eval_tokens=64 * 32)
+    info = run("gpt2", "xs", {}, TrainConfig(**cfg), small_data, tmp_path / "a")
+    batches = info["final_eval_losses"]
+    curve = _curve(tmp_path / "a")
+    assert len(batches) == 4 and np.mean(batches) == pytest.approx(curve["eval_loss"].iloc[-1], rel=1e-5)
+    table, _ = collect([tmp_path / "a"])
+    last = table["eval_batch_losses"].iloc[-1]
+    assert [float(x) for x in last.split()] == pytest.approx(batches, rel=1e-5)
+    assert (table["eval_batch_losses"].iloc[:-1] == "").all()
