@@ -136,6 +136,8 @@ def check_output_folder(out, keep=()) -> Path:
     lost); or one of ``keep`` (e.g. the input table) lies inside ``out``.
     """
     out = Path(out).absolute()
+    if out.is_symlink():  # a link to an earlier result: the folder it points at is the one replaced
+        out = out.resolve()
     if out == out.parent:
         raise OutputFolderError(f"--out {out} is a file system root, which cannot be replaced; give a folder in it")
     if out.exists() and not out.is_dir():
@@ -170,7 +172,11 @@ def replace_folder(out):
     whole (all or nothing: nothing stale stays, nothing half-written appears), else it is deleted and
     ``out`` is untouched.  A marker file lists what the folder holds (``check_output_folder`` reads it)."""
     out = Path(out).absolute()
+    if out.is_symlink():
+        out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    for left in list(out.parent.glob(f".{out.name}.new-*")) + list(out.parent.glob(f".{out.name}.old-*")):
+        shutil.rmtree(left, ignore_errors=True)  # what a killed earlier write left behind
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
         yield stage

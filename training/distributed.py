@@ -73,6 +73,8 @@ def train(kind: str, kwargs: dict, dist: Dist | None) -> dict:
 
     kwargs = dict(kwargs)
     kwargs["cfg"] = loop.TrainConfig(**kwargs["cfg"])
+    if kwargs.get("stable_cfg"):
+        kwargs["stable_cfg"] = loop.TrainConfig(**kwargs["stable_cfg"])
     fn = {"run": loop.run, "stable": loop.run_stable, "cooldown": loop.run_cooldown}[kind]
     return fn(**kwargs, dist=dist)
 

@@ -204,7 +204,6 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-@torch.no_grad()
 class Metric(tuple):
     """(mean over the evaluation batches, standard error across them), with `.batches`: the per-batch values
     (every run is scored on the same batches, so two runs' per-batch values pair up)."""
@@ -215,6 +214,7 @@ class Metric(tuple):
         return m
 
 
+@torch.no_grad()
 def eval_metrics(model, batches, device) -> dict[str, Metric]:
     """Every loss the model reports on the fixed evaluation set (training/evalset.py), as
     {name: (mean over batches, standard error across batches)}; "loss" is the objective's
@@ -749,10 +749,13 @@ def skip_cooldown(stable_dir, out_dir, cfg: TrainConfig, extra_info: dict | None
 
 
 def run_cooldown(variant: str, size_name: str, size_overrides: dict, cfg: TrainConfig, stable_ckpt_dir, data_dir, out_dir,
-                 threads: int = 1, extra_info: dict | None = None, logger: str = "none", dist=None) -> dict:
+                 threads: int = 1, extra_info: dict | None = None, logger: str = "none", dist=None,
+                 stable_cfg: TrainConfig | None = None) -> dict:
     """One budget of a wsd lineage: branch from the stable run's checkpoint at this budget's cooldown
     start (or catch up at the constant rate from the nearest earlier one, or from scratch), cool down
-    to cfg.tokens. The curve holds the stable rows up to the branch and the cooldown's rows."""
+    to cfg.tokens. The curve holds the stable rows up to the branch and the cooldown's rows. `stable_cfg`
+    (the stable run's config): a stable phase trained here again (its checkpoint missing or corrupt) is
+    evaluated at the stable run's own steps, so its rows, and the envelope built on them, stay the same."""
     s = setup(variant, size_name, size_overrides, cfg, data_dir, threads, dist)
     s.logger = make_logger(logger, out_dir) if s.writes else None
     branch = cfg.cooldown_start
@@ -774,6 +777,9 @@ def run_cooldown(variant: str, size_name: str, size_overrides: dict, cfg: TrainC
         return _cool_down(s, cfg, branch, start, own, out_dir, extra_info)
     if s.step < branch:  # a budget added later: train on at the constant rate from the nearest checkpoint
         stable_evals = set(cfg.eval_steps()) | {branch}
+        if stable_cfg is not None:  # the stable run's evaluation steps up to its end, this budget's beyond it
+            stable_evals = ({k for k in stable_cfg.eval_steps() if k <= stable_cfg.total_steps}
+                            | {k for k in stable_evals if k > stable_cfg.total_steps} | {branch})
         train_until(s, branch, {k for k in stable_evals if k <= branch}, "stable")
         if _any_rank(s, s.status == "ok"):  # leave the branch for later budgets too (adds a file, deletes none)
             save_checkpoint(s, stable_ckpt_dir, keep=None)

@@ -248,3 +248,19 @@ def test_n_boot_below_the_minimum_is_refused_and_zero_is_labelled_ols(csv, tmp_p
     assert "95% OLS (no bootstrap: --n-boot 0) interval" in capsys.readouterr().out
     assert cli.main([str(csv), "--out", str(tmp_path / "o5"), "--n-boot", "5", "--no-figures"]) == 0
     assert "95% bootstrap (5 resamples: rough) interval" in capsys.readouterr().out
+
+
+def test_an_out_that_links_to_an_earlier_result_is_replaced_through_the_link(csv, tmp_path):
+    assert run(csv, tmp_path / "first", "--no-figures") == 0
+    (tmp_path / "latest").symlink_to(tmp_path / "first")
+    assert run(csv, tmp_path / "latest", "--no-figures") == 0
+    assert (tmp_path / "latest").is_symlink() and (tmp_path / "first" / "fits.csv").is_file()
+    assert not list(tmp_path.glob(".first.old-*")) and not list(tmp_path.glob(".latest.*"))
+
+
+def test_what_a_killed_write_left_behind_is_removed_by_the_next_one(csv, tmp_path):
+    (tmp_path / ".out.new-abc123").mkdir()
+    (tmp_path / ".out.new-abc123" / "fits.csv").write_text("half\n")
+    (tmp_path / ".out.old-def456").mkdir()
+    assert run(csv, tmp_path / "out", "--no-figures") == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []

@@ -202,3 +202,20 @@ def test_the_final_evaluation_keeps_its_per_batch_losses_for_paired_comparisons(
     last = table["eval_batch_losses"].iloc[-1]
     assert [float(x) for x in last.split()] == pytest.approx(batches, rel=1e-5)
     assert (table["eval_batch_losses"].iloc[:-1] == "").all()
+
+
+def test_evaluation_builds_no_autograd_graph(small_data, tmp_path, monkeypatch):
+    seen = []
+    real = loop.eval_metrics
+
+    def spy(model, batches, device):
+        original = model.fixed_eval_losses
+        model.fixed_eval_losses = lambda b: seen.append(torch.is_grad_enabled()) or original(b)
+        try:
+            return real(model, batches, device)
+        finally:
+            model.fixed_eval_losses = original
+
+    monkeypatch.setattr(loop, "eval_metrics", spy)
+    run("gpt2", "xs", {}, TrainConfig(**BASE), small_data, tmp_path)
+    assert seen and not any(seen)

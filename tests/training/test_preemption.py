@@ -105,3 +105,29 @@ def test_a_preempted_cooldown_resumes_from_its_own_checkpoint(small_data, tmp_pa
     a = pd.read_csv(out / "curve.csv").set_index("step")
     b = pd.read_csv(tmp_path / "ref" / "curve.csv").set_index("step")
     assert a.loc[cfg.total_steps, "eval_loss"] == b.loc[cfg.total_steps, "eval_loss"]
+
+
+def test_a_corrupt_branch_checkpoint_retrains_the_stable_phase_at_the_stable_runs_evaluation_steps(small_data, tmp_path):
+    """The cooldown's fallback retrained the stable phase evaluating at its own budget's steps, so the curve (and
+    the envelope and fits on it) moved; now the stable run's steps, so the curve is the one the branch gives."""
+    import dataclasses
+
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(**dict(WSD, tokens=64 * 8 * 40, eval_points=8))
+    stable_cfg = TrainConfig(**{**dataclasses.asdict(cfg), "tokens": cfg.cooldown_start * cfg.tokens_per_step,
+                                "stable_only": True})
+    stable = tmp_path / "stable"
+    run_stable("gpt2", "xs", {}, stable_cfg, small_data, stable, [cfg.cooldown_start * cfg.tokens_per_step])
+    good = run_cooldown("gpt2", "xs", {}, cfg, stable / "checkpoints", small_data, tmp_path / "good",
+                        stable_cfg=stable_cfg)
+    for f in (stable / "checkpoints").glob("step-*.safetensors"):
+        f.write_bytes(b"corrupt")  # every stable checkpoint: the cooldown must train the stable phase again
+    bad = run_cooldown("gpt2", "xs", {}, cfg, stable / "checkpoints", small_data, tmp_path / "bad", stable_cfg=stable_cfg)
+    assert good["branched_from_step"] == cfg.cooldown_start and bad["branched_from_step"] == 0
+    a = pd.read_csv(tmp_path / "good" / "curve.csv").drop(columns=list(TIMING_COLUMNS))
+    b = pd.read_csv(tmp_path / "bad" / "curve.csv").drop(columns=list(TIMING_COLUMNS))
+    assert list(a["step"]) == list(b["step"]) == list(pd.read_csv(stable / "curve.csv")["step"]) + list(
+        a["step"][a["phase"] == "cooldown"])
+    pd.testing.assert_frame_equal(a, b)

@@ -60,7 +60,7 @@ def train(kind: str, **kwargs) -> dict:
     import dataclasses
     import sys
 
-    spec = {**kwargs, "cfg": dataclasses.asdict(kwargs["cfg"])}
+    spec = {**kwargs, **{k: dataclasses.asdict(kwargs[k]) for k in ("cfg", "stable_cfg") if kwargs.get(k)}}
     spec.pop("stop_check", None)  # the config check refuses early stopping on several GPUs
     out_dir = Path(kwargs["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,8 @@ elif snakemake.rule == "cooldown":
         info = skip_cooldown(stable_dir, common["out_dir"], cfg,
                              {**extra, "early_stop": {"tokens": stopped["tokens"], "reason": stopped["reason"], **row}})
     else:
-        info = train("cooldown", **common, cfg=cfg, stable_ckpt_dir=stable_dir / "checkpoints", extra_info=extra)
+        info = train("cooldown", **common, cfg=cfg, stable_ckpt_dir=stable_dir / "checkpoints", extra_info=extra,
+                     stable_cfg=TrainConfig.from_dict(stable["train_config"]))
 else:
     info = train("run", **common, cfg=TrainConfig.from_dict(snakemake.params.train_config, **execution),
                  extra_info={"run_id": f"{lineage}/{w.budget}", "budget": w.budget})
