@@ -46,10 +46,15 @@ class Prepared:
 
 def primary_frontier(curves: pd.DataFrame, opts: AnalysisOptions) -> str:
     """'final' or 'envelope': opts.frontier, with 'auto' decided by the table's design (one decision for
-    the whole table, so every variant is measured the same way)."""
+    the whole table, so every variant is measured the same way): final when some size has several budgets or
+    when no run has 3 or more points (a table of final points), else the learning curves' envelope."""
     if opts.frontier != "auto":
         return opts.frontier
-    return "final" if finals.has_budgets(curves) else "envelope"
+    if finals.has_budgets(curves):
+        return "final"
+    # a table of final points (one or two rows per run, as papers publish them) has no learning curves to take
+    # the lower envelope of: its runs' final points are the frontier
+    return "final" if (curves.groupby("run").size() < 3).all() else "envelope"
 
 
 def prepare(curves, opts: AnalysisOptions) -> Prepared:
