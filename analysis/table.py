@@ -308,6 +308,29 @@ def _logged_rate(out: pd.DataFrame) -> list[str]:
             "taken as the rate at each step (lr_at_step) and each run's largest value as its lr"]
 
 
+def _missing_budget(out: pd.DataFrame) -> list[str]:
+    """A missing `budget` in a row of a run whose other rows name one: without a `run` column the row would
+    become a run of its own (and one NaN ended in "no fit"). Filled from the run's other rows when they name one
+    budget; refused when they name several (the row cannot be placed)."""
+    if "budget" not in out.columns or "run" in out.columns or not out["budget"].isna().any():
+        return []
+    keys = ["variant", "size", "seed"] + (["lr"] if "lr" in out.columns else [])
+    named = out.groupby(keys, sort=False, dropna=False)["budget"].transform(lambda b: b.dropna().nunique())
+    gap = out["budget"].isna()
+    several = gap & (named > 1)
+    if several.any():
+        row = several[several].index[0]
+        raise CurveTableError(f"row {row}: column 'budget' is empty and this run's variant/size/seed appear with "
+                              "several budgets, so the row belongs to none; fill its budget or drop the row")
+    fill = gap & (named == 1)
+    if not fill.any():
+        return []
+    firsts = out.groupby(keys, sort=False, dropna=False)["budget"].transform(lambda b: b.dropna().iloc[0] if b.notna().any() else None)
+    out.loc[fill, "budget"] = firsts[fill]
+    return [f"column 'budget' is empty in {int(fill.sum())} row(s) of runs whose other rows name one budget: "
+            "filled with it"]
+
+
 def validate_curves(df) -> pd.DataFrame:
     """Return a cleaned copy of a learning-curve table (sorted by variant, run, tokens) or raise
     CurveTableError with one line naming the problem (and the run and row where it is one run's) and the fix.
@@ -316,7 +339,7 @@ def validate_curves(df) -> pd.DataFrame:
     keep = list(REQUIRED) + [c for c in OPTIONAL if c in df.columns]
     out = df[keep].reset_index(drop=True)  # copy-on-write: columns are replaced below, never changed in place
     _to_numbers(out)
-    assumed = _logged_rate(out)
+    assumed = _logged_rate(out) + _missing_budget(out)
     _check_ranges(out)
     _to_integers(out)
     _labels(out, "status" in df.columns)

@@ -207,3 +207,17 @@ def test_a_logged_learning_rate_column_is_read_as_the_schedule_not_as_runs(table
     # a real sweep (one constant rate per run) is left alone
     sweep = table.assign(lr=np.where(table["seed"] % 2 == 0, 1e-3, 2e-3))
     assert validate_curves(sweep).attrs["assumed"] == []
+
+
+def test_a_missing_budget_is_filled_from_its_run_or_refused(table):
+    budgeted = table.assign(budget="C" + table["size"].astype(str))
+    holed = budgeted.copy()
+    holed.loc[holed.index[3], "budget"] = np.nan
+    out = validate_curves(holed)
+    assert out["run"].nunique() == validate_curves(budgeted)["run"].nunique()
+    assert "filled with it" in out.attrs["assumed"][0]
+    two = budgeted.copy()
+    first = two.index[(two["variant"] == "gpt2") & (two["size"] == two["size"].iloc[0])]
+    two.loc[first[:3], "budget"] = "other"
+    two.loc[first[4], "budget"] = np.nan
+    _refused(two, "column 'budget' is empty", "several budgets")
