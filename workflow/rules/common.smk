@@ -73,7 +73,8 @@ def given_tokenizer_files(wildcards=None):
 
 def prepare_threads():
     """Encoding processes of the tokens stage: tokenizer.workers, or every core of this machine (Snakemake
-    lowers a job's threads to the cores it was given: --cores, or --local-cores beside a cluster)."""
+    lowers a job's threads to the cores it was given: --cores, or --local-cores beside a cluster).
+    """
     return config["tokenizer"]["workers"] or os.cpu_count()
 
 
