@@ -5,7 +5,7 @@ import math
 
 import yaml
 
-from snakemake_helpers import snakemake
+from snakemake_helpers import snakemake, training_jobs
 from training.study import load_study
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -38,3 +38,18 @@ def test_its_dag_builds_without_a_gpu_or_the_data(root, tmp_path):
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["stable"] == 41 and counts["cooldown"] == 90 and counts["tokens"] == 1 and counts["report"] == 1
     assert "gpu=1" in text
+    # its jobs' time limits and priorities come from the plan's cost model: H100 peak x the planning MFU
+    from training import plan
+
+    study = load_study(yaml.safe_load((root / "config" / "gpu.yaml").read_text()), root / SCHEMA)
+    cost = plan.config_cost_model(study["config"])
+    assert cost.notes["device"].startswith("NVIDIA H100") and cost.notes["mfu"] == plan.DEFAULT_MFU
+    predicted = {j["job"]: j["seconds"] for j in plan.study_jobs(study, cost)}
+    jobs = training_jobs(text)
+    assert len(jobs) == len(predicted) == 131
+    for (rule, key), job in jobs.items():
+        seconds = predicted[key if rule != "stable" else f"{key}/stable"]
+        assert job["runtime"] == plan.runtime_minutes(seconds) and job["priority"] == max(1, round(seconds)), key
+        assert job["gpu"] == 1 and job["mem_mb"] > 4096
+    # the GPU-hours it states (17.4 h) are the cost model's, and its jobs' time limits are 3x that plus a floor
+    assert math.isclose(sum(predicted.values()) / 3600, 17.4 + 131 * cost.job_overhead_s / 3600, rel_tol=0.05)

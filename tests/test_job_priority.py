@@ -1,25 +1,13 @@
 """Training jobs start longest first: each carries a Snakemake priority from its expected cost."""
-import re
 import shutil
 
 import yaml
 
-from snakemake_helpers import snakemake
+from snakemake_helpers import snakemake, training_jobs
 
 
 def _priorities(text: str) -> dict:
-    """{(rule, 'variant/size/seed/lr[/budget]'): priority} from a dry run's job listing."""
-    out = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
-        rule = re.match(r"(?:local)?rule (\w+):", block.strip())
-        wc = re.search(r"wildcards: (.*)", block)
-        if not rule or rule.group(1) not in ("stable", "cooldown") or not wc:
-            continue
-        w = dict(kv.split("=", 1) for kv in wc.group(1).split(", "))
-        key = f"{w['variant']}/{w['size']}/seed{w['seed']}_lr{w['lr']}" + (f"/{w['budget']}" if "budget" in w else "")
-        prio = re.search(r"priority: (\d+)", block)
-        out[(rule.group(1), key)] = int(prio.group(1)) if prio else 0
-    return out
+    return {k: job["priority"] for k, job in training_jobs(text).items()}
 
 
 def test_training_jobs_are_prioritised_by_expected_cost(root, tmp_path):
@@ -45,3 +33,25 @@ def test_training_jobs_are_prioritised_by_expected_cost(root, tmp_path):
             if tok_a >= tok_b and fl_a >= fl_b:
                 assert p_a >= p_b
     assert len({p for *_, p in stables}) > 1  # and the costs differ
+
+
+def test_a_planned_config_sizes_its_jobs_with_the_plans_cost_model(root, tmp_path):
+    """One cost model (training/plan.py) gives the plan's predicted times and the DAG's runtime and priority:
+    a config with a `plan:` cost model (what `archscale plan` writes) gets exactly its predictions."""
+    from training import plan
+    from training.study import load_study
+
+    cfg = yaml.safe_load((root / "tests" / "smoke" / "config.yaml").read_text())
+    cfg["plan"] = {"cost": {v: {"c0": 2e-4, "c1": 1e-11} for v in cfg["variants"]}, "job_overhead_s": 50.0}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = training_jobs((lambda o: o.stdout + o.stderr)(snakemake(root, tmp_path, "-n", "--forceall")))
+    study = load_study(cfg, root / "workflow" / "schemas" / "config.schema.yaml")
+    cost = plan.config_cost_model(study["config"])
+    assert cost.notes["source"] == "plan" and cost.job_overhead_s == 50.0
+    predicted = {j["job"]: j["seconds"] for j in plan.study_jobs(study, cost)}
+    assert len(jobs) == len(predicted)
+    for (rule, key), job in jobs.items():
+        seconds = predicted[key if rule != "stable" else f"{key}/stable"]
+        assert seconds > 50.0
+        assert job["priority"] == max(1, round(seconds)) and job["runtime"] == plan.runtime_minutes(seconds), key
+        assert job["mem_mb"] > 1024 and job["gpu"] == 0

@@ -107,12 +107,14 @@ def gpu_cost_model(variants, device: str, mfu: float = DEFAULT_MFU, job_overhead
                      notes={"device": name, "peak_flops": peak, "mfu": mfu, "source": "data-sheet peak x planning MFU"})
 
 
-def gpu_memory_gb(params_total: int, micro_batch: int, seq_len: int, d_model: int, n_layer: int, n_head: int) -> float:
-    """A training job's GPU memory: fp32 weights, gradients and AdamW's two moments (16 bytes a parameter) and
-    the bf16 activations of one micro-batch, s b h (34 + 5 a s / h) bytes per layer without recomputation
-    (Korthikanti et al. 2022), plus 1 GB for the CUDA context and the allocator."""
+def gpu_memory_gb(params_total: int, micro_batch: int, seq_len: int, d_model: int, n_layer: int, n_head: int,
+                  activation_bytes: int = 2, context_gb: float = 1.0) -> float:
+    """A training job's memory: fp32 weights, gradients and AdamW's two moments (16 bytes a parameter) and
+    the activations of one micro-batch, s b h (34 + 5 a s / h) bytes per layer in 16-bit without
+    recomputation (Korthikanti et al. 2022; x2 for fp32 activations: `activation_bytes=4`), plus
+    `context_gb` for the CUDA context and the allocator (or a CPU process's Python, torch and data)."""
     activations = seq_len * micro_batch * d_model * (34 + 5 * n_head * seq_len / d_model) * n_layer
-    return (16 * params_total + activations) / 1e9 + 1.0
+    return (16 * params_total + activations * activation_bytes / 2) / 1e9 + context_gb
 
 
 def fitting_micro_batch(batch: int, memory_gb: float, **shape) -> tuple[int, float]:
@@ -134,17 +136,22 @@ def chinchilla_points(ladders: dict, fpt: dict, tokens_per_param: float = 20.0) 
 
 @dataclass(frozen=True)
 class CostModel:
-    """Per variant: seconds per token = c0 + c1 x FLOPs per token; plus a fixed start-up per job."""
+    """Per variant: seconds per token = c0 + c1 x FLOPs per token; plus a fixed start-up per job and
+    `step_s` per optimiser step (the prior of CPU jobs; a fitted model folds it into c0)."""
     coef: dict  # variant -> (c0, c1)
     job_overhead_s: float = 5.0
     notes: dict = field(default_factory=dict)
+    step_s: float = 0.0
 
     def sec_per_token(self, variant: str, flops_per_token: float) -> float:
         c0, c1 = self.coef[variant]
         return c0 + c1 * flops_per_token
 
-    def job_seconds(self, variant: str, flops_per_token: float, train_tokens: float, eval_tokens: float = 0.0) -> float:
-        return self.job_overhead_s + self.sec_per_token(variant, flops_per_token) * (train_tokens + EVAL_COST * eval_tokens)
+    def job_seconds(self, variant: str, flops_per_token: float, train_tokens: float, eval_tokens: float = 0.0,
+                    steps: float = 0.0, devices: int = 1) -> float:
+        """Seconds of one job; `devices` GPUs share its tokens (data parallel, scaling taken as ideal)."""
+        work = self.sec_per_token(variant, flops_per_token) * (train_tokens + EVAL_COST * eval_tokens)
+        return self.job_overhead_s + (work + self.step_s * steps) / max(1, devices)
 
 
 def fit_cost_model(speeds: pd.DataFrame, job_overhead_s: float = 5.0) -> CostModel:
@@ -161,28 +168,78 @@ def fit_cost_model(speeds: pd.DataFrame, job_overhead_s: float = 5.0) -> CostMod
     return CostModel(coef, job_overhead_s)
 
 
+def job_cost(entry: dict, config: dict, fpt: dict, cost: CostModel) -> dict:
+    """One training job of a resolved study (a stable run or a budget's run of training/study.py) with its
+    predicted seconds: its tokens (a cooldown's from its branch on), its evaluations and its steps."""
+    t = config["training"]
+    tokens_per_step = entry["train_config"]["batch_size"] * t["seq_len"]  # the size's own batch
+    if "stable_tokens" in entry:
+        tokens, kind, job = entry["stable_tokens"], "stable", f"{entry['lineage']}/stable"
+        steps = tokens // tokens_per_step
+        n_eval = len(set(np.round(np.logspace(0, math.log10(max(steps, 1)), t["eval_points"])).astype(int)))
+    else:
+        wsd = t["schedule"] == "wsd"
+        tokens, kind, job = entry["budget_tokens"] - (entry["branch_tokens"] if wsd else 0), "cooldown" if wsd else "run", entry["run_id"]
+        steps, n_eval = tokens // tokens_per_step, 5 if wsd else t["eval_points"]
+    seconds = cost.job_seconds(entry["variant"], fpt[(entry["variant"], entry["size"])], tokens, n_eval * t["eval_tokens"],
+                               steps=steps, devices=entry.get("gpus") or 1)
+    return {"job": job, "lineage": entry["lineage"], "kind": kind, "variant": entry["variant"], "seconds": seconds}
+
+
 def study_jobs(study: dict, cost: CostModel) -> list[dict]:
     """Every training job of a resolved study (training.study.load_study) with its predicted seconds."""
     from training.study import flops_per_token
 
-    t = study["config"]["training"]
     fpt = flops_per_token(study)
-    jobs = []
-    for s in study.get("stables", []):
-        steps = s["stable_tokens"] // (s["train_config"]["batch_size"] * t["seq_len"])  # the size's own batch
-        n_eval = len(set(np.round(np.logspace(0, math.log10(max(steps, 1)), t["eval_points"])).astype(int)))
-        jobs.append({"job": f"{s['lineage']}/stable", "lineage": s["lineage"], "kind": "stable", "variant": s["variant"],
-                     "seconds": cost.job_seconds(s["variant"], fpt[(s["variant"], s["size"])], s["stable_tokens"],
-                                                 n_eval * t["eval_tokens"])})
-    wsd = t["schedule"] == "wsd"
-    for r in study["runs"]:
-        tokens = r["budget_tokens"] - (r["branch_tokens"] if wsd else 0)
-        n_eval = 5 if wsd else t["eval_points"]
-        jobs.append({"job": r["run_id"], "lineage": r["lineage"], "kind": "cooldown" if wsd else "run",
-                     "variant": r["variant"],
-                     "seconds": cost.job_seconds(r["variant"], fpt[(r["variant"], r["size"])], tokens,
-                                                 n_eval * t["eval_tokens"])})
-    return jobs
+    return [job_cost(e, study["config"], fpt, cost) for e in study.get("stables", []) + study["runs"]]
+
+
+# ---------------------------------------------------------------- a config's jobs: runtime, memory, priority
+# The prior of CPU jobs where no plan was written, fitted (non-negative least squares, relative errors) on the
+# 74 training jobs of the default study at commit 30116b9 (2 one-thread jobs on a 2-core machine): 35 s a job
+# (Python, torch, the tokens, the model, its evaluations' set-up), 26 ms an optimiser step of the ladder's
+# small models, the accounted FLOPs at 3.3e10 FLOP/s; its predictions are 0.45x-2x of the measured times.
+CPU_JOB_S, CPU_STEP_S, CPU_FLOP_RATE = 35.0, 0.026, 3.3e10
+RUNTIME_MARGIN, RUNTIME_FLOOR_MIN = 3.0, 10  # a job's time limit: margin x its predicted time + a floor
+
+
+def config_cost_model(config: dict) -> CostModel:
+    """The one cost model of a study config, which the plan, the report's predicted job times and the DAG's
+    job resources (runtime, priority) all use: the one `archscale plan` wrote into the config (`plan.cost`)
+    where it covers every variant; else a prior: with training.gpus the data-sheet peak of `plan.device`
+    (H100 by default) x `plan.mfu` (DEFAULT_MFU by default); on CPUs CPU_STEP_S per step plus CPU_FLOP_RATE
+    per thread and CPU_JOB_S a job."""
+    variants = list(config["variants"])
+    plan = config.get("plan") or {}
+    if plan.get("cost") and set(variants) <= set(plan["cost"]):
+        return CostModel({v: (c["c0"], c["c1"]) for v, c in plan["cost"].items()}, plan.get("job_overhead_s", 5.0),
+                         notes={"source": "plan"}, step_s=plan.get("step_s", 0.0))
+    if config["training"]["gpus"] > 0:
+        return gpu_cost_model(variants, plan.get("device", "h100"), plan.get("mfu", DEFAULT_MFU))
+    rate = CPU_FLOP_RATE * max(1, config["training"]["threads"])
+    return CostModel({v: (0.0, 1.0 / rate) for v in variants}, job_overhead_s=CPU_JOB_S, step_s=CPU_STEP_S,
+                     notes={"source": "CPU prior"})
+
+
+def runtime_minutes(seconds: float, attempt: int = 1) -> int:
+    """A job's time limit (Snakemake's `runtime`, SLURM's --time): RUNTIME_MARGIN x its predicted seconds,
+    plus RUNTIME_FLOOR_MIN, and more with each retry."""
+    return int(RUNTIME_FLOOR_MIN + RUNTIME_MARGIN * seconds / 60 * attempt)
+
+
+def host_memory_mb(entry: dict, config: dict, attempt: int = 1) -> int:
+    """A job's host memory (Snakemake's `mem_mb`): on a CPU the whole training job (gpu_memory_gb with fp32
+    activations of its micro-batch, 1.5 GB for Python, torch and the data); on GPUs the model's fp32 state
+    passing through host memory when it is built and checkpointed, plus 4 GB. More with each retry."""
+    size, tc = entry["size_config"], entry["train_config"]
+    if entry.get("gpus"):
+        gb = 16 * entry["params_total"] / 1e9 + 4.0
+    else:
+        m = config["training"].get("micro_batch")
+        micro = min(m, tc["batch_size"]) if isinstance(m, int) else tc["batch_size"]
+        gb = gpu_memory_gb(entry["params_total"], micro, config["training"]["seq_len"], size["d_model"], size["n_layer"],
+                           size["n_head"], activation_bytes=4, context_gb=1.5)
+    return int(gb * 1024 * attempt)
 
 
 def simulate_wall(jobs: list[dict], slots: int) -> float:
@@ -363,7 +420,8 @@ def predict(config: dict, schema_path, cost: CostModel, cores: int) -> dict:
     study = resolve(validate_config(config, schema_path))
     jobs = study_jobs(study, cost)
     # `cores` are the machine's cores (cores // threads jobs at once), or with training.gpus its GPUs
-    per_job = config["training"]["gpus"] or config["training"]["threads"]
+    t = study["config"]["training"]
+    per_job = t["gpus"] or t["threads"]
     wall = simulate_wall(jobs, max(1, cores // per_job)) + FIXED_OVERHEAD_S
     per_variant = pd.DataFrame(jobs).groupby("variant")["seconds"].sum().to_dict()
     return {"study": study, "jobs": jobs, "wall_s": wall, "per_variant_s": per_variant}

@@ -251,7 +251,7 @@ def _runs_of_size(config: dict, name: str, spec, size: dict, overrides: dict) ->
             ident = {"lineage": lineage, "variant": name, "objective": spec.objective, "size": size["size"],
                      "seed": seed, "lr": lr, "lr_label": lr_label(lr), "size_overrides": overrides,
                      "size_config": size["size_config"], "params_nonembedding": size["params_nonembedding"],
-                     "schedule": tcfg["schedule"], "source_hash": spec.source_hash(), "gpus": gpus}
+                     "params_total": size["params_total"], "schedule": tcfg["schedule"], "source_hash": spec.source_hash(), "gpus": gpus}
             branches = []
             for bud in (b for b in size["budgets"] if b["joins"]):
                 cfg = TrainConfig.from_dict(tcfg, tokens=bud["budget_tokens"], lr=lr, seed=seed, **per_size)
@@ -387,6 +387,7 @@ def resolve(config: dict) -> dict:
             except InputError as e:
                 raise StudyError(f"config error: {e}") from None
             row = {"size": size_name, "size_config": size.as_dict(), "params_nonembedding": account.params_nonembedding,
+                   "params_total": account.params_total,
                    "train_flops_per_token": account.train_flops_per_token, "hparams": hp.as_dict()}
             row["budgets"] = _size_budgets(config, row, hp.batch_size * tcfg["seq_len"], variant_budgets(config, name))
             sizes.append(row)

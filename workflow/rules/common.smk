@@ -3,6 +3,9 @@ import hashlib
 import os
 from pathlib import Path
 
+from training import plan
+from training.study import flops_per_token
+
 RESULTS = config["results_dir"]
 DATA = f"{RESULTS}/data"
 WSD = config["training"]["schedule"] == "wsd"
@@ -157,52 +160,32 @@ def train_gpus(wildcards):
     return run_of(wildcards)["gpus"]
 
 
+# One cost model (training/plan.py) sizes every training job: the plan, the report's predicted times and
+# these resources. Its prior where no plan was written is rough; only the order of the priorities is used.
+COST = plan.config_cost_model(config)
+FPT = flops_per_token(STUDY)
+
+
+def expected_seconds(wildcards):
+    """Predicted seconds of a training job (a stable run or a budget's run)."""
+    return plan.job_cost(run_of(wildcards), config, FPT, COST)["seconds"]
+
+
 def train_mem_mb(wildcards, attempt):
-    """Memory scales with parameters (weights + AdamW state) and activations (batch x seq x width)."""
-    run = run_of(wildcards)
-    t = config["training"]
-    activations = (
-        40
-        * t["batch_size"]
-        * t["seq_len"]
-        * run["size_config"]["d_model"]
-        * run["size_config"]["n_layer"]
-        * 4
-    )
-    return int(1500 + (16 * run["params_nonembedding"] + activations) / 2**20 * attempt)
+    """Host memory: weights + AdamW state, and on a CPU the activations (training/plan.py host_memory_mb)."""
+    return plan.host_memory_mb(run_of(wildcards), config, attempt)
 
 
 def train_runtime(wildcards, attempt):
-    """Minutes: accounted FLOPs at a pessimistic 2 GFLOP/s per CPU thread (10 TFLOP/s on a GPU), x2 margin."""
-    run = run_of(wildcards)
-    t = config["training"]
-    rate = 1e13 * run["gpus"] if run["gpus"] else 2e9 * t["threads"]
-    return int(10 + 2 * run["train_flops"] / rate / 60 * attempt)
-
-
-# A rough single-thread CPU cost of the ladder's small models: a fixed time per optimiser step (15-30 ms,
-# measured in the default study) plus the accounted FLOPs at 3e10 FLOP/s. Only the order it gives is used.
-STEP_SECONDS, FLOP_RATE = 0.015, 3e10
-
-
-def expected_seconds(run):
-    """Rough seconds of one training job (a stable run or a budget's run of training/study.py)."""
-    t = run["train_config"]
-    if "stable_tokens" in run:
-        tokens = run["stable_tokens"]
-    else:
-        tokens = run["budget_tokens"] - (
-            run["branch_tokens"] if run["schedule"] == "wsd" else 0
-        )
-    steps = tokens / (t["batch_size"] * t["seq_len"])
-    return STEP_SECONDS * steps + run["train_flops"] / FLOP_RATE
+    """Minutes: a margin over the job's predicted time (training/plan.py runtime_minutes)."""
+    return plan.runtime_minutes(expected_seconds(wildcards), attempt)
 
 
 def train_priority(wildcards):
     """Snakemake priority of a training job: its expected seconds, so that the longest jobs start
     first and a study does not end on one long run with the other cores idle (at least 1: the
     rules without a priority have 0)."""
-    return max(1, int(round(expected_seconds(run_of(wildcards)))))
+    return max(1, int(round(expected_seconds(wildcards))))
 
 
 def analysis_params():

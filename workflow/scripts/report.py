@@ -30,17 +30,13 @@ def commit():
 
 def predicted_job_seconds(config) -> dict:
     """Job -> seconds the plan's cost model predicts (config `plan:` written by `archscale plan`), or {}."""
-    plan = config.get("plan") or {}
-    if not plan.get("cost"):
-        return {}
-    from training.plan import CostModel, study_jobs
+    from training.plan import config_cost_model, study_jobs
     from training.study import resolve
 
-    cost = CostModel({v: (c["c0"], c["c1"]) for v, c in plan["cost"].items()}, plan.get("job_overhead_s", 5.0))
-    study = resolve(config)
-    if not set(study["variants"]) <= set(cost.coef):
+    cost = config_cost_model(config)
+    if cost.notes.get("source") != "plan":  # a prior predicts no job's time worth setting beside its measured one
         return {}
-    return {j["job"]: j["seconds"] for j in study_jobs(study, cost)}
+    return {j["job"]: j["seconds"] for j in study_jobs(resolve(config), cost)}
 
 
 def job_runtimes(paths, predicted: dict):
