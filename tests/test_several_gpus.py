@@ -40,6 +40,7 @@ def test_runs_on_two_processes_equal_runs_on_one(root, tmp_path):
     assert (a["loss"] - b["loss"]).abs().max() < 0.02
     log = (two / "results" / "logs" / "train" / "gpt2" / "m" / "seed0_lr0.002" / "stable.log").read_text()
     assert "training on 2 processes" in log and "holding GPU slot(s) 0,1" in log
+    assert "asks for 2 GPU(s) (training.gpus) and no CUDA device is visible to it: it trains on the CPU" in log
     assert "gpu=2" in out.stdout + out.stderr
 
 

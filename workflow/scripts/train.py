@@ -11,7 +11,13 @@ from training import gpu_slots  # noqa: E402
 gpus = snakemake.resources.get("gpu", 0)
 slots = gpu_slots.take(gpus, what=f"training job {snakemake.rule}")
 
+import torch  # noqa: E402
+
 from training.loop import EXECUTION_FIELDS, TrainConfig, skip_cooldown  # noqa: E402
+
+if gpus and not torch.cuda.is_available():  # e.g. a SLURM job given no GPU, or fake device slots
+    log.warning("warning: this run asks for %d GPU(s) (training.gpus) and no CUDA device is visible to it: "
+                "it trains on the CPU", gpus)
 from training.study import lineage_budgets, stable_plan  # noqa: E402
 
 w = snakemake.wildcards
