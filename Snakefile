@@ -54,3 +54,4 @@ rule all:
     default_target: True
     input:
         f"{RESULTS}/report/report.pdf",
+        lost_run_targets(),

@@ -76,7 +76,6 @@ def fit_frontier(curves: pd.DataFrame, variant: str | None = None, *, form: str 
     some size has several token budgets); n_boot > 0 bootstraps over runs (pass a numpy Generator as
     rng); other keyword arguments are AnalysisOptions fields (e.g. drop_fraction)."""
     from . import finals, stages
-    from .bootstrap import bootstrap_frontier, fit_frontier as fit_envelope
     from .frontier import RunCurves, grid_frontier
     from .table import validate_curves
 
@@ -91,19 +90,15 @@ def fit_frontier(curves: pd.DataFrame, variant: str | None = None, *, form: str 
     if variant not in names:
         raise ValueError(f"fit_frontier: no variant {variant!r} in the table; it has {names}")
     prep = stages.prepare(table[table["variant"] == variant], opts)
-    rng = rng if rng is not None else np.random.default_rng(opts.seed)
+    base = stages.base_seed(rng if rng is not None else np.random.default_rng(opts.seed))
+    # the pipeline's own fits (analysis/stages.py), from the same per-variant random stream
+    fits, notes, _ = stages.frontier_fits(prep.curves, prep.finals, opts, base, prep.frontier)
     if prep.frontier == "final":
-        fin = prep.finals
-        fits, notes = finals.frontier_fits(fin, compute, n_boot, rng, opts.huber_delta)
-        f = finals.final_frontier(fin, compute)
+        f = finals.final_frontier(prep.finals, compute)
         points = f.loc[f["on_frontier"], [compute, "loss"]].rename(columns={compute: "compute"})
     else:
-        rc = RunCurves.from_table(prep.curves, compute)
-        fits = {form: fit_envelope(rc, form, opts.grid_points, opts.huber_delta)}
-        fits = bootstrap_frontier(rc, fits, n_boot, rng, opts.grid_points, opts.huber_delta)
-        logx, logy, _ = grid_frontier(rc, opts.grid_points)
+        logx, logy, _ = grid_frontier(RunCurves.from_table(prep.curves, compute), opts.grid_points)
         points = pd.DataFrame({"compute": np.exp(logx), "loss": np.exp(logy)})
-        notes = {}
     if fits.get(form) is None:
         from .fits import FitError
 
@@ -114,22 +109,16 @@ def fit_frontier(curves: pd.DataFrame, variant: str | None = None, *, form: str 
 
 def compare(a: FrontierResults, b: FrontierResults, level: float = 0.95) -> pd.Series:
     """alpha_a - alpha_b with its standard error (bootstrap SDs, else OLS), the Wald z, the two-sided
-    p-value and the interval at `level`; a warning column says when the objectives differ."""
+    p-value and the interval at `level`; a warning column says when the objectives differ. The pipeline's
+    test of a pair (analysis/comparisons.py: alpha_se, wald_p), without its multiplicity correction."""
     from scipy.stats import norm
 
-    def se(r: FrontierResults) -> float:
-        if r.fit.draws is not None:
-            d = r.fit.draws[:, 0]
-            return float(np.std(d[np.isfinite(d)], ddof=1))
-        if r.fit.ols_cov is not None:
-            return float(np.sqrt(r.fit.ols_cov[1, 1]))
-        return float("nan")
+    from .comparisons import alpha_se, wald_p
 
     delta = a.fit.alpha - b.fit.alpha
-    s = float(np.hypot(se(a), se(b)))
-    z = delta / s if s > 0 else float("nan")
+    s = float(np.hypot(alpha_se(a.fit, ols=True)[0], alpha_se(b.fit, ols=True)[0]))
     q = norm.ppf(0.5 + level / 2)
-    return pd.Series({"variant_a": a.variant, "variant_b": b.variant, "delta_alpha": delta, "se": s, "z": z,
-                      "p": float(2 * norm.sf(abs(z))) if np.isfinite(z) else float("nan"),
+    return pd.Series({"variant_a": a.variant, "variant_b": b.variant, "delta_alpha": delta, "se": s,
+                      "z": delta / s if s > 0 else float("nan"), "p": wald_p(delta, s),
                       "lower": delta - q * s, "upper": delta + q * s,
                       "note": "" if a.objective == b.objective else "different objectives: exponents only"})

@@ -17,7 +17,8 @@ from .frontier import RunCurves, grid_frontier
 FORMS = ("pure", "eterm")
 
 
-def fit_frontier(rc: RunCurves, form: str, grid_points: int, delta: float, start=None) -> PowerLawFit:
+def fit_envelope(rc: RunCurves, form: str, grid_points: int, delta: float, start=None) -> PowerLawFit:
+    """One form's L(C) fit on the lower envelope of the runs' learning curves (on a grid of `grid_points`)."""
     logx, logy, _ = grid_frontier(rc, grid_points)
     need = 3 if form == "pure" else 4
     if logx.size < need:
@@ -77,7 +78,7 @@ def fit_and_bootstrap(rc: RunCurves, forms, n_boot: int, rng: np.random.Generato
     fits, notes = {}, {}
     for form in forms:
         try:
-            fits[form] = fit_frontier(rc, form, grid_points, huber_delta)
+            fits[form] = fit_envelope(rc, form, grid_points, huber_delta)
         except FitError as e:
             fits[form], notes[form] = None, str(e)
     return bootstrap_frontier(rc, fits, n_boot, rng, grid_points, huber_delta, n_jobs), notes

@@ -77,16 +77,19 @@ def _paired(fa: PowerLawFit, fb: PowerLawFit):
     return fa.draws[:n], fb.draws[:n]
 
 
-def _alpha_se(fit: PowerLawFit) -> tuple[float, int]:
-    """Bootstrap standard error of alpha (SD of the finite draws) and the number of finite draws."""
+def alpha_se(fit: PowerLawFit, ols: bool = False) -> tuple[float, int]:
+    """Bootstrap standard error of alpha (SD of the finite draws) and the number of finite draws; without
+    draws NaN, or with `ols` the OLS standard error of a pure fit (the notebook API's fits without a bootstrap)."""
     if fit.draws is None:
+        if ols and fit.ols_cov is not None:
+            return float(np.sqrt(fit.ols_cov[1, 1])), 0
         return np.nan, 0
     a = fit.draws[:, 0]
     a = a[np.isfinite(a)]
     return (float(np.std(a, ddof=1)), int(a.size)) if a.size >= 2 else (np.nan, int(a.size))
 
 
-def _wald(delta: float, se: float) -> float:
+def wald_p(delta: float, se: float) -> float:
     """Two-sided normal-approximation p-value of delta / se (NaN without a usable se)."""
     if not (np.isfinite(se) and se > 0):
         return np.nan
@@ -112,11 +115,11 @@ def _holm_levels(p: np.ndarray, alpha: float) -> np.ndarray:
 
 def _pair_row(form, a, b, fitted, z_ci) -> dict:
     (oa, fa), (ob, fb) = fitted[(a, form)], fitted[(b, form)]
-    (se_a, n_a), (se_b, n_b) = _alpha_se(fa), _alpha_se(fb)
+    (se_a, n_a), (se_b, n_b) = alpha_se(fa), alpha_se(fb)
     delta, se = fa.alpha - fb.alpha, float(np.hypot(se_a, se_b))
     row = dict(form=form, variant_a=a, variant_b=b, objective_a=oa, objective_b=ob, cross_objective=oa != ob,
                alpha_a=fa.alpha, alpha_b=fb.alpha, delta_alpha=delta, n_boot_used=min(n_a, n_b), se_delta=se,
-               z=delta / se if se > 0 else np.nan, p_boot=_wald(delta, se),
+               z=delta / se if se > 0 else np.nan, p_boot=wald_p(delta, se),
                family="" if oa != ob else f"{form}/{oa}")
     if np.isfinite(row["p_boot"]):
         row.update(delta_lo=delta - z_ci * se, delta_hi=delta + z_ci * se)

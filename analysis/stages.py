@@ -237,14 +237,25 @@ def _ln_table(fin: pd.DataFrame) -> pd.DataFrame:
     return best.rename(columns={"loss": "final_loss"})
 
 
+def frontier_fits(g: pd.DataFrame, fin: pd.DataFrame, opts: AnalysisOptions, base: int, frontier: str):
+    """One variant's pure and E-term L(C) on its `frontier` ("final": its final points, Approach 1; "envelope":
+    its learning curves' lower envelope), each bootstrapped from the variant's own stream of `base`:
+    ({form: fit or None}, {form: note}, runs used). The pipeline's fit stage and the notebook API both call this."""
+    variant = g["variant"].iloc[0] if len(g) else fin["variant"].iloc[0]
+    if frontier == "final":
+        fits, notes = _final_fits(fin, opts, variant_rng(base, variant, STREAM_FINAL))
+        return fits, notes, len(fin)
+    return _envelope_fits(g, opts, variant_rng(base, variant, STREAM_FRONTIER))
+
+
 def fit_variant(g: pd.DataFrame, fin: pd.DataFrame, opts: AnalysisOptions, base: int, primary: str):
     """All fits for one variant: (fit rows, bootstrap table, L(N) rows, IsoFLOP rows, allocation rows).
     g: its prepared learning-curve rows; fin: its final points; primary: the frontier comparisons use."""
     variant, objective = g["variant"].iloc[0], g["objective"].iloc[0]
     ident = {"variant": variant, "objective": objective}
     ln = _ln_rows(ident, _ln_table(fin), opts, variant_rng(base, variant, STREAM_LN))
-    env, env_notes, n_env = _envelope_fits(g, opts, variant_rng(base, variant, STREAM_FRONTIER))
-    fin_fits, fin_notes = _final_fits(fin, opts, variant_rng(base, variant, STREAM_FINAL))
+    env, env_notes, n_env = frontier_fits(g, fin, opts, base, "envelope")
+    fin_fits, fin_notes, _ = frontier_fits(g, fin, opts, base, "final")
     a3, a3_note = _approach3(fin, opts, variant_rng(base, variant, STREAM_A3))
     rows, boots = [], []
     for frontier, fits, notes, n_runs in (("final", fin_fits, fin_notes, len(fin)), ("envelope", env, env_notes, n_env)):

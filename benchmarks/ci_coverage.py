@@ -21,7 +21,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.bootstrap import bootstrap_frontier, fit_frontier  # noqa: E402
+from analysis.bootstrap import bootstrap_frontier, fit_envelope  # noqa: E402
 from analysis.fits import FitError  # noqa: E402
 from analysis.frontier import RunCurves  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
@@ -45,7 +45,7 @@ def replicate(seed, truth, form, kw, n_boot):
     df = synthetic_curves(rng, **truth, **kw)
     rc = RunCurves.from_table(prepare(df, OPTS).curves, OPTS.compute)
     try:
-        fit = fit_frontier(rc, form, OPTS.grid_points, OPTS.huber_delta)
+        fit = fit_envelope(rc, form, OPTS.grid_points, OPTS.huber_delta)
     except FitError:
         return None
     fit = bootstrap_frontier(rc, {form: fit}, n_boot, rng, OPTS.grid_points, OPTS.huber_delta)[form]

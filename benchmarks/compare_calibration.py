@@ -43,7 +43,7 @@ def one_study(alphas, seeds, n_boot, seed):
     opts = AnalysisOptions(n_boot=n_boot, n_boot_approach3=0)
     fitted = compare.fits_from_tables(stages.fit_stage(df, opts, rng))
     pairs = compare.exponent_pairs(fitted, opts)
-    est = pd.DataFrame([{"form": f, "variant": v, "alpha": fit.alpha, "boot_sd": compare._alpha_se(fit)[0]}
+    est = pd.DataFrame([{"form": f, "variant": v, "alpha": fit.alpha, "boot_sd": compare.alpha_se(fit)[0]}
                         for (v, f), (_, fit) in fitted.items()])
     return pairs, est
 

@@ -20,7 +20,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 ROOT = Path(__file__).resolve().parents[1]
-from analysis.bootstrap import FORMS, bootstrap_frontier, fit_frontier  # noqa: E402
+from analysis.bootstrap import FORMS, bootstrap_frontier, fit_envelope  # noqa: E402
 from analysis.fits import fit_approach3  # noqa: E402
 from analysis.frontier import RunCurves  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
@@ -99,7 +99,7 @@ def bench_bootstrap(rows, n_boot=1000, n_jobs=2):
         n_failed = 0
         for i, (v, g) in enumerate(prep.curves.groupby("variant")):
             rc = RunCurves.from_table(g, opts.compute)
-            fits = {f: fit_frontier(rc, f, opts.grid_points, opts.huber_delta) for f in FORMS}
+            fits = {f: fit_envelope(rc, f, opts.grid_points, opts.huber_delta) for f in FORMS}
             fits = bootstrap_frontier(rc, fits, n_boot, np.random.default_rng([opts.seed, i]), opts.grid_points,
                                       opts.huber_delta, n_jobs)
             n_failed += sum(f.n_failed for f in fits.values())

@@ -22,7 +22,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 ROOT = Path(__file__).resolve().parents[1]
-from analysis.bootstrap import fit_frontier  # noqa: E402
+from analysis.bootstrap import fit_envelope  # noqa: E402
 from analysis.fits import FitError  # noqa: E402
 from analysis.frontier import RunCurves, envelope_points  # noqa: E402
 from analysis.table import validate_curves  # noqa: E402
@@ -35,7 +35,7 @@ FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.10, 0.15, 0.20, 0.30)
 
 def envelope_alpha(curves: pd.DataFrame, compute: str, form: str = "pure") -> float:
     try:
-        return fit_frontier(RunCurves.from_table(curves, compute), form, 40, 1e-3).alpha
+        return fit_envelope(RunCurves.from_table(curves, compute), form, 40, 1e-3).alpha
     except FitError:
         return np.nan
 

@@ -221,3 +221,35 @@ def test_bring_your_own_runs_command_gives_the_pipelines_tables(study, tmp_path)
         # equal up to the tables' 10-significant-digit CSV rounding (the pipeline's compare stage reads
         # the fit tables back from CSV; the CLI keeps them in memory)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6, obj=name)
+
+
+def test_a_finished_run_that_lost_its_files_retrains_and_the_analysis_is_rebuilt(root, study, tmp_path):
+    """Deleting a finished run's curve.csv (or run.json): Snakemake alone would rerun nothing (the curve table
+    downstream is up to date) and the analysis would keep the run's rows; it retrains, identically, and every
+    table after it is rebuilt."""
+    import shutil
+
+    work = tmp_path / "study"
+    shutil.copytree(study, work, symlinks=True)
+    run = next(r for r in _study(root, work)["runs"] if r["variant"] == "gpt2" and r["size"] == "s")
+    run_dir = work / "results" / "runs" / "gpt2" / "s" / f"seed{run['seed']}_lr{run['lr_label']}" / run["budget"]
+    before = pd.read_csv(work / "results" / "analysis" / "curves.csv")
+    (run_dir / "curve.csv").unlink()
+    out = snakemake(root, work, "-n")
+    text = out.stdout + out.stderr
+    jobs = _job_counts(text)
+    assert jobs.get("cooldown") == 1 and "stable" not in jobs, jobs
+    assert {"curves", "frontier", "fit", "compare", "report"} <= set(jobs), jobs
+    assert "1 finished run(s) lost their curve.csv or run.json" in text and run["budget"] in text
+    snakemake(root, work, "--until", "curves")
+    after = pd.read_csv(work / "results" / "analysis" / "curves.csv")
+    from training.loop import TIMING_COLUMNS
+
+    def rows(t):
+        return t[t["run"] == run["run_id"]].drop(columns=list(TIMING_COLUMNS)).reset_index(drop=True)
+
+    assert len(rows(before)) > 0
+    pd.testing.assert_frame_equal(rows(before), rows(after))
+    (run_dir / "run.json").unlink()  # the other file of a run: the same
+    jobs = _job_counts((lambda o: o.stdout + o.stderr)(snakemake(root, work, "-n")))
+    assert jobs.get("cooldown") == 1 and "curves" in jobs, jobs

@@ -63,3 +63,47 @@ def test_bad_calls_name_the_problem(kaplan):
         analysis.fit_frontier(kaplan, "gpt9")
     with pytest.raises(ValueError, match="level=95"):
         analysis.fit_frontier(kaplan, "v0").conf_int(level=95)
+
+
+@pytest.mark.parametrize("frontier", ["final", "envelope"])
+def test_the_notebook_api_and_the_pipeline_give_the_same_alphas_intervals_and_verdicts(frontier):
+    """One study table through the pipeline's stages (python -m analysis, Snakemake's fit and compare jobs) and
+    through analysis.fit_frontier / compare with the same seed: identical alphas, intervals and pair tests."""
+    from analysis.options import AnalysisOptions
+    from analysis.stages import analyse
+
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    df = pd.concat([synthetic_budget_grid(rng, variant=v, alpha=a, n_range=(2e3, 2e6), tokens_per_param=(2, 2e5))
+                    for v, a in (("a", 0.30), ("b", 0.34), ("c", 0.45))], ignore_index=True)
+    opts = AnalysisOptions(frontier=frontier, n_boot=60, seed=7)
+    tables = analyse(df, opts, np.random.default_rng(opts.seed))
+    # the stages return exactly the tables of the one list the workflow declares as outputs
+    from analysis.table_list import STAGE_TABLES
+
+    assert set(tables) == {t for stage in ("frontier", "fit", "compare", "predict") for t in STAGE_TABLES[stage]}
+    fits = tables["fits"].set_index(["variant", "frontier", "form"])
+    pairs = tables["pairs"]
+    results = {}
+    for variant in sorted(df["variant"].unique()):
+        for form in ("pure", "eterm"):
+            row = fits.loc[(variant, frontier, form)]
+            res = analysis.fit_frontier(df, variant, form=form, frontier=frontier, n_boot=60,
+                                        rng=np.random.default_rng(opts.seed))
+            results[(variant, form)] = res
+            assert res.fit.alpha == row["alpha"]
+            lo, hi = res.conf_int(opts.ci_level).loc["alpha"]
+            assert (lo, hi) == (row["alpha_lo"], row["alpha_hi"])
+    if frontier != tables["fits"].loc[tables["fits"]["primary"], "frontier"].iloc[0]:
+        return  # the pipeline compares variants on its primary frontier only
+    assert len(pairs) == 6
+    for p in pairs.to_dict("records"):
+        api = analysis.compare(results[(p["variant_a"], p["form"])], results[(p["variant_b"], p["form"])],
+                               level=opts.ci_level)
+        assert api["delta_alpha"] == p["delta_alpha"] and api["se"] == pytest.approx(p["se_delta"], rel=1e-12)
+        assert api["p"] == pytest.approx(p["p_boot"], rel=1e-9)
+        assert (api["lower"], api["upper"]) == pytest.approx((p["delta_lo"], p["delta_hi"]), rel=1e-9)
+        # one pair alone: its verdict is the pipeline's where Holm's level for it is the plain significance
+        if p["p_holm"] <= opts.significance / 3:
+            assert api["p"] < opts.significance

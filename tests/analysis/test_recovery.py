@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from analysis import stages
-from analysis.bootstrap import bootstrap_frontier, fit_frontier
+from analysis.bootstrap import bootstrap_frontier, fit_envelope
 from analysis.frontier import RunCurves
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves, synthetic_study
@@ -70,7 +70,7 @@ def test_cheap_interval_coverage():
     for _ in range(30):
         df = synthetic_curves(rng, E=2.0, alpha=truth, C_c=1e17)
         rc = RunCurves.from_table(stages.prepare(df, AnalysisOptions()).curves, "flops")
-        fit = fit_frontier(rc, "eterm", 40, 1e-3)
+        fit = fit_envelope(rc, "eterm", 40, 1e-3)
         fit = bootstrap_frontier(rc, {"eterm": fit}, 100, rng)["eterm"]
         ci = fit.conf_int(0.05).loc["alpha"]
         est.append(fit.alpha), lo.append(ci["lower"]), hi.append(ci["upper"])

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from analysis_testlib import gemstone_curves, make_run, pythia_curves, with_short_runs
 
-from analysis.bootstrap import fit_frontier
+from analysis.bootstrap import fit_envelope
 from analysis.frontier import RunCurves
 from analysis.table import validate_curves
 from analysis.transient import DEFAULT_FRACTION, EXTEND_LIMIT, STEEP_SLOPE, TRANSIENT_COLS, early_transient, \
@@ -115,7 +115,7 @@ def test_local_slope():
 
 # ---------------------------------------------------------------- evidence on public curves (tests/data)
 def _alpha(curves):
-    return fit_frontier(RunCurves.from_table(curves, "flops"), "pure", 40, 1e-3).alpha
+    return fit_envelope(RunCurves.from_table(curves, "flops"), "pure", 40, 1e-3).alpha
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
 # Named helpers the rules use (no logic in lambdas), and the study's run table.
 import hashlib
 import os
+import sys
 from pathlib import Path
 
+from analysis.table_list import STAGE_TABLES
 from training import plan
 from training.study import flops_per_token
 
@@ -116,6 +118,34 @@ def all_run_infos(wildcards=None):
     return [f"{d}/run.json" for d in run_dirs()]
 
 
+def lost_runs():
+    """The curve.csv and run.json files of final runs that are gone while the curve table built from them
+    is still there. Snakemake alone would rebuild neither (an up-to-date downstream file hides a missing intermediate one,
+    as with temp files) and the analysis would keep the lost run's rows."""
+    if not Path(f"{RESULTS}/analysis/curves.csv").exists():
+        return []
+    return [
+        f"{d}/{name}"
+        for d in run_dirs()
+        for name in ("curve.csv", "run.json")
+        if not Path(d, name).exists()
+    ]
+
+
+def lost_run_targets():
+    """The lost runs (lost_runs) as targets of `all`, saying so: a target's job runs, and every job after it
+    reruns with it (its input updated by another job), so the curve table and the analysis are rebuilt.
+    Only the main process says it (not a cluster job's own snakemake)."""
+    lost = lost_runs()
+    runs = sorted({path.rsplit("/", 1)[0] for path in lost})
+    if runs and workflow.is_main_process:
+        sys.stderr.write(
+            f"archscale: {len(runs)} finished run(s) lost their curve.csv or run.json "
+            f"({runs[0]}{', ...' if len(runs) > 1 else ''}): they retrain and the analysis is rebuilt\n"
+        )
+    return lost
+
+
 def stable_info(wildcards):
     """A cooldown branches from its lineage's stable run. The stable run's parameters leave out where
     it ends (its last budget's branch, read when it runs): adding a budget beyond that end does not
@@ -196,7 +226,7 @@ def fit_analysis_params(wildcards):
     return {**config["analysis"], "compute": wildcards.compute}
 
 
-FIT_KINDS = ("fits", "bootstrap", "ln_fits", "isoflop", "allocation")
+FIT_KINDS = STAGE_TABLES["fit"]
 
 
 def fit_tables(compute):
@@ -261,23 +291,13 @@ def analysis_tables(wildcards=None):
 
 ENV = "../../environment.yml"
 FRONTIER_TABLES = {
-    name: f"{RESULTS}/analysis/frontier/{name}.csv"
-    for name in (
-        "final_points",
-        "transient",
-        "frontier_points",
-        "frontier_grid",
-        "frontier_owners",
-        "frontier_summary",
-        "runs",
-    )
+    name: f"{RESULTS}/analysis/frontier/{name}.csv" for name in STAGE_TABLES["frontier"]
 }
 COMPARE_TABLES = {
-    name: f"{RESULTS}/analysis/compare/{name}.csv"
-    for name in ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice")
+    name: f"{RESULTS}/analysis/compare/{name}.csv" for name in STAGE_TABLES["compare"]
 }
 SENSITIVITY_TABLES = {
     name: f"{RESULTS}/analysis/sensitivity/{name}.csv"
-    for name in ("sensitivity", "sensitivity_summary")
+    for name in STAGE_TABLES["sensitivity"]
 }
 PREDICTION_TABLE = f"{RESULTS}/analysis/predict/predictions.csv"
