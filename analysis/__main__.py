@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import (OutputFolderError, check_output_folder, replace_folder, safe_names, write_figure, write_file,
+from analysis.io import (OutputFolderError, check_output_folder, replace_folder, safe_names, write_figure, write_file,
                  write_tables)
-from .options import AnalysisOptions
-from .predict import summary_line as prediction_summary
-from .stages import analyse
-from .table import OPTIONAL, REQUIRED, CurveTableError, thin_runs, validate_curves
+from analysis.options import AnalysisOptions
+from analysis.forecast.predict import summary_line as prediction_summary
+from analysis.stages import analyse
+from analysis.curves.table import OPTIONAL, REQUIRED, CurveTableError, thin_runs, validate_curves
 
 # Densely logged runs (a W&B export logs every step) are thinned to this many points: Approach 3 costs
 # time linear in the points and would weigh runs by their logging rate; 100 log-spaced points per run
@@ -73,7 +73,7 @@ def _write_figures(stage: Path, tables: dict, curves, opts: AnalysisOptions) -> 
     """Every figure into stage/figures; returns {stem: path}."""
     import matplotlib.pyplot as plt
 
-    from .plots import all_figures
+    from analysis.report.plots import all_figures
     figs = all_figures(curves, tables, opts.compute, opts.ci_level)
     names = safe_names(figs)  # stems hold variant names: never let them leave figures/
     paths = {}
@@ -88,7 +88,7 @@ def report_inputs(tables: dict, curves, opts: AnalysisOptions, figures: dict, so
     so the report says the table was not trained here), the analysis run table as the runs."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from .report import ReportInputs
+    from analysis.report.pdf import ReportInputs
 
     curves = validate_curves(curves)
     runs = tables["runs"].copy()
@@ -114,7 +114,7 @@ def write_outputs(out: Path, tables: dict, curves, opts: AnalysisOptions, figure
         write_tables(tables, stage)
         paths = _write_figures(stage, tables, curves, opts) if figures else {}
         if report:
-            from .report import build_report
+            from analysis.report.pdf import build_report
 
             pdf = build_report(report_inputs(tables, curves, opts, paths, source))
             write_file(stage / "report.pdf", lambda tmp: Path(tmp).write_bytes(pdf))
@@ -158,7 +158,7 @@ def summary_lines(tables: dict, caught: list) -> list[str]:
 
 
 def _fmt(x, digits=3) -> str:
-    from .report import fmt
+    from analysis.report.pdf import fmt
     return fmt(x, digits)
 
 
@@ -171,7 +171,7 @@ def _sensitivity_of(tables: dict, headline: str) -> pd.DataFrame:
 
 def alpha_lines(tables: dict, opts: AnalysisOptions) -> list[str]:
     """Each variant's alpha (pure L(C), primary frontier) with its interval, and its spread across choices."""
-    from .report import ci, primary
+    from analysis.report.pdf import ci, primary
 
     fits = primary(tables.get("fits", pd.DataFrame(columns=["form", "frontier"])))
     fits = fits[fits["form"] == "pure"]
@@ -199,7 +199,7 @@ def alpha_lines(tables: dict, opts: AnalysisOptions) -> list[str]:
 
 def verdict_lines(tables: dict) -> list[str]:
     """The same-objective verdicts of the pure fits with their Holm-level intervals, marked when fragile."""
-    from .sensitivity import fragile_pairs
+    from analysis.comparison.sensitivity import fragile_pairs
 
     pairs = tables.get("pairs", pd.DataFrame())
     if not len(pairs):
@@ -224,7 +224,7 @@ def verdict_lines(tables: dict) -> list[str]:
 
 def tier_lines(tables: dict, opts: AnalysisOptions) -> list[str]:
     """Each variant's size tiers, and a warning where the noise floor does not come from seed replicates."""
-    from .report import tier_sentences
+    from analysis.report.pdf import tier_sentences
 
     tiers = tables.get("tiers", pd.DataFrame())
     if not len(tiers):
@@ -241,7 +241,7 @@ def tier_lines(tables: dict, opts: AnalysisOptions) -> list[str]:
 
 
 def transient_lines(tables: dict) -> list[str]:
-    from .transient import TransientDrop, summary_lines as transient_summary
+    from analysis.curves.transient import TransientDrop, summary_lines as transient_summary
 
     runs = tables.get("transient")
     if runs is None or not len(runs):

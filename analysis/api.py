@@ -8,7 +8,7 @@
 
 `conf_int` is a bootstrap interval when the fit was bootstrapped (n_boot > 0), else, for the pure
 form, the OLS interval. `compare` is the normal-approximation (Wald) test of the exponent difference
-used by the pipeline's comparisons (analysis/comparisons.py), for one pair and no multiplicity correction.
+used by the pipeline's comparisons (analysis/comparison/comparisons.py), for one pair and no multiplicity correction.
 Nothing here imports matplotlib until `plot` is called.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .fits import PowerLawFit
-from .options import AnalysisOptions
+from analysis.fits.powerlaw import PowerLawFit
+from analysis.options import AnalysisOptions
 
 __all__ = ["FrontierResults", "fit_frontier", "compare"]
 
@@ -75,9 +75,10 @@ def fit_frontier(curves: pd.DataFrame, variant: str | None = None, *, form: str 
     variant: needed when the table has several; frontier: "final", "envelope" or "auto" (final when
     some size has several token budgets); n_boot > 0 bootstraps over runs (pass a numpy Generator as
     rng); other keyword arguments are AnalysisOptions fields (e.g. drop_fraction)."""
-    from . import finals, stages
-    from .frontier import RunCurves, grid_frontier
-    from .table import validate_curves
+    from analysis import stages
+    from analysis.frontier import approaches as finals
+    from analysis.frontier.envelope import RunCurves, grid_frontier
+    from analysis.curves.table import validate_curves
 
     if form not in ("pure", "eterm"):
         raise ValueError(f"fit_frontier: form={form!r}; use 'pure' or 'eterm'")
@@ -100,7 +101,7 @@ def fit_frontier(curves: pd.DataFrame, variant: str | None = None, *, form: str 
         logx, logy, _ = grid_frontier(RunCurves.from_table(prep.curves, compute), opts.grid_points)
         points = pd.DataFrame({"compute": np.exp(logx), "loss": np.exp(logy)})
     if fits.get(form) is None:
-        from .fits import FitError
+        from analysis.fits.powerlaw import FitError
 
         raise FitError(f"fit_frontier: {variant}: {notes.get(form, 'no fit')}")
     return FrontierResults(variant, str(table.loc[table["variant"] == variant, "objective"].iloc[0]), prep.frontier,
@@ -110,10 +111,10 @@ def fit_frontier(curves: pd.DataFrame, variant: str | None = None, *, form: str 
 def compare(a: FrontierResults, b: FrontierResults, level: float = 0.95) -> pd.Series:
     """alpha_a - alpha_b with its standard error (bootstrap SDs, else OLS), the Wald z, the two-sided
     p-value and the interval at `level`; a warning column says when the objectives differ. The pipeline's
-    test of a pair (analysis/comparisons.py: alpha_se, wald_p), without its multiplicity correction."""
+    test of a pair (analysis/comparison/comparisons.py: alpha_se, wald_p), without its multiplicity correction."""
     from scipy.stats import norm
 
-    from .comparisons import alpha_se, wald_p
+    from analysis.comparison.comparisons import alpha_se, wald_p
 
     delta = a.fit.alpha - b.fit.alpha
     s = float(np.hypot(alpha_se(a.fit, ols=True)[0], alpha_se(b.fit, ols=True)[0]))

@@ -18,7 +18,7 @@ class AnalysisOptions:
     # final when some size was trained at two or more token budgets, else envelope
     frontier: str = "auto"
     # learning-curve envelope: drop a run's points with tokens < drop_fraction x its final tokens; None = the
-    # default early-transient rule (10%, analysis.transient)
+    # default early-transient rule (10%, analysis.curves.transient)
     drop_fraction: float | None = None
     drop_warmup: bool = True  # also drop points with tokens < warmup_tokens (if that column exists)
     grid_points: int = 40  # log-spaced compute grid per variant (frontier interpolation and fits)
@@ -32,7 +32,7 @@ class AnalysisOptions:
     seed: int = 0  # seed for numpy.random.default_rng in the CLI / workflow
     n_jobs: int = 1  # joblib workers for bootstrap fits
     n_boot_approach3: int | None = None  # resamples for the Approach-3 fit (None: n_boot); its costliest part
-    # resamples of each cell of the sensitivity grid (analysis.sensitivity): the verdicts need bootstrap SEs
+    # resamples of each cell of the sensitivity grid (analysis.comparison.sensitivity): the verdicts need bootstrap SEs
     # (0: point estimates only, verdicts not computed)
     n_boot_sensitivity: int = 200
 

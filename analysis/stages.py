@@ -10,83 +10,29 @@ what ``analyse(curves, opts, default_rng(seed))`` gives (it hands each stage a c
 from __future__ import annotations
 
 import copy
-import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from . import comparisons as compare, finals, predict
-from .bootstrap import FORMS, fit_and_bootstrap
-from .fits import FitError, bootstrap_approach3, fit_approach3, fit_pure
-from .frontier import RunCurves, variant_frontier
-from .options import AnalysisOptions
-from .table import run_table, select_best_lr, validate_curves
-from .transient import TRANSIENT_COLS, early_transient
+from analysis.comparison import comparisons as compare
+from analysis.comparison.sensitivity import sensitivity, summarise
+from analysis.curves.table import validate_curves
+from analysis.curves.transient import TRANSIENT_COLS
+from analysis.fits.bootstrap import FORMS
+from analysis.fits.powerlaw import FitError, bootstrap_approach3, fit_approach3, fit_pure
+from analysis.forecast import predict
+from analysis.frontier import approaches as finals
+from analysis.frontier.envelope import RunCurves, variant_frontier
+from analysis.options import AnalysisOptions
+from analysis.prepare import (MIN_RUNS, STREAM_A3, STREAM_EXTRAP, STREAM_ISOFLOP, STREAM_LN, Prepared, base_seed,
+                              by_variant, frontier_fits, prepare, variant_rng)
 
-MIN_RUNS = 3
-STREAM_FRONTIER, STREAM_A3, STREAM_LN, STREAM_EXTRAP, STREAM_FINAL, STREAM_ISOFLOP = range(6)
 PARAM_COLS = ("alpha", "C_c", "E", "A", "B", "beta", "a", "G")
 FIT_COLS = (["variant", "objective", "form", "frontier", "primary", "status", "note", "compute", "n_runs", "n_points", "n_boot",
              "n_failed"] + [f"{p}{s}" for p in PARAM_COLS for s in ("", "_lo", "_hi")]
             + ["rmse_log", "r2_log", "huber", "c_min", "c_max"])
 LN_COLS = ["variant", "objective", "n_measure", "status", "note", "n_runs", "n_sizes", "n_boot", "n_failed",
            "alpha", "alpha_lo", "alpha_hi", "N_c", "N_c_lo", "N_c_hi", "rmse_log", "r2_log"]
-
-
-@dataclass(frozen=True)
-class Prepared:
-    curves: pd.DataFrame  # points used for the learning-curve envelope: ok runs at the chosen lr, early points dropped
-    runs: pd.DataFrame  # every run, with used / reason
-    lr_choice: pd.DataFrame
-    finals: pd.DataFrame  # the final point of every ok run at the chosen lr (Approaches 1-3)
-    frontier: str  # the primary frontier: "final" or "envelope"
-    transient: pd.DataFrame  # per run: the early-transient cut of the learning-curve envelope (analysis.transient)
-
-
-def primary_frontier(curves: pd.DataFrame, opts: AnalysisOptions) -> str:
-    """'final' or 'envelope': opts.frontier, with 'auto' decided by the table's design (one decision for
-    the whole table, so every variant is measured the same way): final when some size has several budgets or
-    when no run has 3 or more points (a table of final points), else the learning curves' envelope."""
-    if opts.frontier != "auto":
-        return opts.frontier
-    if finals.has_budgets(curves):
-        return "final"
-    # a table of final points (one or two rows per run, as papers publish them) has no learning curves to take
-    # the lower envelope of: its runs' final points are the frontier
-    return "final" if (curves.groupby("run").size() < 3).all() else "envelope"
-
-
-def prepare(curves, opts: AnalysisOptions) -> Prepared:
-    valid = validate_curves(curves)
-    selected, lr_choice = select_best_lr(valid)
-    runs = run_table(valid)
-    chosen = set(selected["run"])
-    runs["reason"] = np.where(runs["status"] == "stopped", "stopped early: predicted off the frontier",
-                              np.where(runs["status"] != "ok", "diverged",
-                                       np.where(runs["run"].isin(chosen), "", "lr not chosen")))
-    kept = selected[selected["status"] == "ok"]
-    cut = early_transient(kept, fraction=opts.drop_fraction, use_warmup=opts.drop_warmup)
-    kept = cut.kept(kept).reset_index(drop=True)
-    n_kept = kept.groupby("run").size()
-    runs["n_kept"] = runs["run"].map(n_kept).fillna(0).astype("int64")
-    runs["used"] = (runs["reason"] == "") & (runs["n_kept"] > 0)
-    runs.loc[(runs["reason"] == "") & ~runs["used"], "reason"] = "no points left after dropping early points"
-    ok = selected[selected["status"] == "ok"]
-    return Prepared(kept, runs, lr_choice, finals.final_points(ok), primary_frontier(valid, opts), cut.runs)
-
-
-def base_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2 ** 63))
-
-
-def variant_rng(base: int, variant: str, stream: int) -> np.random.Generator:
-    return np.random.default_rng([base, zlib.crc32(variant.encode()), stream])
-
-
-def _by_variant(prep: Prepared):
-    for variant, g in prep.curves.groupby("variant", sort=True):
-        yield variant, g["objective"].iloc[0], g
 
 
 def _stack(frames, columns=None) -> pd.DataFrame:
@@ -101,7 +47,7 @@ def _stack(frames, columns=None) -> pd.DataFrame:
 def frontier_stage(curves, opts: AnalysisOptions) -> dict:
     prep = prepare(curves, opts)
     grids, points, owners, summaries = [], [], [], []
-    for variant, objective, g in _by_variant(prep):
+    for variant, objective, g in by_variant(prep):
         fr = variant_frontier(RunCurves.from_table(g, opts.compute), opts.grid_points)
         ident = {"variant": variant, "objective": objective}
         grids.append(fr["grid"].assign(**ident))
@@ -199,25 +145,6 @@ def _ln_rows(ident, runs: pd.DataFrame, opts, rng) -> list:
     return rows
 
 
-def _envelope_fits(g: pd.DataFrame, opts: AnalysisOptions, rng, forms=FORMS) -> tuple[dict, dict, int]:
-    """Pure and E-term L(C) (or only `forms`) on the learning-curve envelope (Kaplan), cluster bootstrap over runs."""
-    rc = RunCurves.from_table(g, opts.compute)
-    if len(rc) < MIN_RUNS or len(set(rc.sizes)) < MIN_RUNS:
-        note = (f"fit refused: {len(rc)} usable run(s) of {len(set(rc.sizes))} size(s); need >= {MIN_RUNS} sizes "
-                "(add sizes or check diverged / lr-excluded runs)")
-        return {f: None for f in forms}, {f: note for f in forms}, len(rc)
-    fits, notes = fit_and_bootstrap(rc, forms, opts.n_boot, rng, opts.grid_points, opts.huber_delta, opts.n_jobs)
-    return fits, notes, len(rc)
-
-
-def _final_fits(fin: pd.DataFrame, opts: AnalysisOptions, rng) -> tuple[dict, dict]:
-    """Pure and E-term L(C) on the final-point frontier (Approach 1)."""
-    if len(fin) < MIN_RUNS or fin["size"].nunique() < MIN_RUNS:
-        note = f"fit refused: {len(fin)} final point(s) of {fin['size'].nunique()} size(s); need >= {MIN_RUNS} sizes"
-        return {f: None for f in FORMS}, {f: note for f in FORMS}
-    return finals.frontier_fits(fin, opts.compute, opts.n_boot, rng, opts.huber_delta)
-
-
 def _approach3(fin: pd.DataFrame, opts: AnalysisOptions, rng):
     """Chinchilla Approach 3 on final points only (a run's intermediate points are not the loss its
     budget buys); N = all parameters, D = tokens; bootstrap over final points."""
@@ -235,17 +162,6 @@ def _ln_table(fin: pd.DataFrame) -> pd.DataFrame:
     """L(N) input: each size's (and seed's) best final loss over its budgets."""
     best = fin.loc[fin.groupby(["size", "seed"])["loss"].idxmin()]
     return best.rename(columns={"loss": "final_loss"})
-
-
-def frontier_fits(g: pd.DataFrame, fin: pd.DataFrame, opts: AnalysisOptions, base: int, frontier: str):
-    """One variant's pure and E-term L(C) on its `frontier` ("final": its final points, Approach 1; "envelope":
-    its learning curves' lower envelope), each bootstrapped from the variant's own stream of `base`:
-    ({form: fit or None}, {form: note}, runs used). The pipeline's fit stage and the notebook API both call this."""
-    variant = g["variant"].iloc[0] if len(g) else fin["variant"].iloc[0]
-    if frontier == "final":
-        fits, notes = _final_fits(fin, opts, variant_rng(base, variant, STREAM_FINAL))
-        return fits, notes, len(fin)
-    return _envelope_fits(g, opts, variant_rng(base, variant, STREAM_FRONTIER))
 
 
 def fit_variant(g: pd.DataFrame, fin: pd.DataFrame, opts: AnalysisOptions, base: int, primary: str):
@@ -278,7 +194,7 @@ def fit_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
     prep = prepare(curves, opts)
     base = base_seed(rng)
     rows, boots, lns, isos, allocs = [], [], [], [], []
-    for variant, _, g in _by_variant(prep):
+    for variant, _, g in by_variant(prep):
         r, b, ln, iso, alloc = fit_variant(g, prep.finals[prep.finals["variant"] == variant], opts, base, prep.frontier)
         rows += r
         boots.append(b)
@@ -312,24 +228,22 @@ def compare_stage(curves, fit_tables: dict, opts: AnalysisOptions, rng: np.rando
         "crossovers": compare.crossovers(fitted, opts),
         "tiers": compare.tiers(prep.curves, opts),
         "extrapolation": _stack([_extrapolation(prep, v, g, opts, variant_rng(base, v, STREAM_EXTRAP))
-                                 for v, _, g in _by_variant(prep)], compare.EXTRAP_COLS),
+                                 for v, _, g in by_variant(prep)], compare.EXTRAP_COLS),
         "lr_choice": prep.lr_choice,
     }
 
 
 # ---------------------------------------------------------------- sensitivity
 def sensitivity_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
-    """Every headline recomputed under a grid of analysis choices (analysis.sensitivity):
+    """Every headline recomputed under a grid of analysis choices (analysis.comparison.sensitivity):
     `sensitivity` (long table) and `sensitivity_summary` (per headline: spread and `fragile`)."""
-    from .sensitivity import sensitivity, summarise
-
     long = sensitivity(validate_curves(curves), opts, rng, opts.n_boot_sensitivity)
     return {"sensitivity": long, "sensitivity_summary": summarise(long)}
 
 
 # ---------------------------------------------------------------- final-loss predictions
 def predict_stage(curves) -> dict:
-    """Every wsd run's final loss predicted from the first 30% of its stable phase (analysis.predict);
+    """Every wsd run's final loss predicted from the first 30% of its stable phase (analysis.forecast.predict);
     a table without stable/cooldown phases gives an empty table."""
     curves = validate_curves(curves)
     if "phase" not in curves or not curves["phase"].isin(["stable"]).any():

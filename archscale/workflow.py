@@ -47,7 +47,7 @@ def options(snakemake):
 
 
 def curves(path) -> pd.DataFrame:
-    from analysis.table import validate_curves
+    from analysis.curves.table import validate_curves
 
     return validate_curves(pd.read_csv(path))
 

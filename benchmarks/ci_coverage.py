@@ -21,9 +21,9 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.bootstrap import bootstrap_frontier, fit_envelope  # noqa: E402
-from analysis.fits import FitError  # noqa: E402
-from analysis.frontier import RunCurves  # noqa: E402
+from analysis.fits.bootstrap import bootstrap_frontier, fit_envelope  # noqa: E402
+from analysis.fits.powerlaw import FitError  # noqa: E402
+from analysis.frontier.envelope import RunCurves  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
 from analysis.stages import prepare  # noqa: E402
 from analysis.synthetic import DEFAULT_SIZES, synthetic_curves  # noqa: E402

@@ -31,7 +31,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 from analysis.__main__ import MAX_POINTS, read_curves  # noqa: E402
-from analysis.table import thin_runs, validate_curves  # noqa: E402
+from analysis.curves.table import thin_runs, validate_curves  # noqa: E402
 
 GOAL_S = 600.0
 

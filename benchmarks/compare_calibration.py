@@ -1,4 +1,4 @@
-"""Size and power of the exponent comparison (analysis.comparisons.exponent_pairs) through the real fit stage.
+"""Size and power of the exponent comparison (analysis.comparison.comparisons.exponent_pairs) through the real fit stage.
 
 ``python benchmarks/compare_calibration.py [--studies 40] [--n-boot 200] [--seeds 1 3] [--n-jobs 1]``
 
@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from analysis import comparisons as compare, stages  # noqa: E402
+from analysis import stages  # noqa: E402
+
+from analysis.comparison import comparisons as compare  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
 from analysis.synthetic import synthetic_curves  # noqa: E402
 

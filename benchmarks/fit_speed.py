@@ -20,9 +20,9 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 ROOT = Path(__file__).resolve().parents[1]
-from analysis.bootstrap import FORMS, bootstrap_frontier, fit_envelope  # noqa: E402
-from analysis.fits import fit_approach3  # noqa: E402
-from analysis.frontier import RunCurves  # noqa: E402
+from analysis.fits.bootstrap import FORMS, bootstrap_frontier, fit_envelope  # noqa: E402
+from analysis.fits.powerlaw import fit_approach3  # noqa: E402
+from analysis.frontier.envelope import RunCurves  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
 from analysis.stages import fit_stage, prepare  # noqa: E402
 from analysis.synthetic import synthetic_study  # noqa: E402

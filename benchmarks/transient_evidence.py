@@ -1,10 +1,10 @@
-"""Evidence for the default early-transient rule (analysis.transient) on public learning curves in tests/data.
+"""Evidence for the default early-transient rule (analysis.curves.transient) on public learning curves in tests/data.
 
 ``python benchmarks/transient_evidence.py``  (~20 s on one core)
 
 For each data set and each drop fraction f (a run's points with tokens < f x its final tokens are dropped) it
 prints the envelope's pure alpha_C with both compute columns, the E-term alpha, how many runs are still steeper
-than analysis.transient.STEEP_SLOPE at their cut, and the share of points kept:
+than analysis.curves.transient.STEEP_SLOPE at their cut, and the share of points kept:
   * pythia    - 20 Pythia/PolyPythias runs (14m, 70m, 160m; 4-9 seeds each), one token budget, cosine
   * gemstone  - 22 Gemstones constant-lr runs, one token budget (curves start at 2% of training)
   * pythia+short - the Pythia runs plus each run truncated at 1/4 and 1/16 of its tokens: a token-budget ladder
@@ -22,11 +22,11 @@ import pandas as pd
 import statsmodels.api as sm
 
 ROOT = Path(__file__).resolve().parents[1]
-from analysis.bootstrap import fit_envelope  # noqa: E402
-from analysis.fits import FitError  # noqa: E402
-from analysis.frontier import RunCurves, envelope_points  # noqa: E402
-from analysis.table import validate_curves  # noqa: E402
-from analysis.transient import DEFAULT_FRACTION, early_transient  # noqa: E402
+from analysis.fits.bootstrap import fit_envelope  # noqa: E402
+from analysis.fits.powerlaw import FitError  # noqa: E402
+from analysis.frontier.envelope import RunCurves, envelope_points  # noqa: E402
+from analysis.curves.table import validate_curves  # noqa: E402
+from analysis.curves.transient import DEFAULT_FRACTION, early_transient  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests" / "analysis"))
 from analysis_testlib import gemstone_curves, pythia_curves, with_short_runs  # noqa: E402

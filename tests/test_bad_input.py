@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.table import CurveTableError, validate_curves
+from analysis.curves.table import CurveTableError, validate_curves
 from training.atomic import write_text
 from training.corpus import CorpusSpec, load_units
 from training.data import check_corpus_size

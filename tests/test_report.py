@@ -12,8 +12,8 @@ from pypdf import PdfReader
 
 from analysis.io import write_figure
 from analysis.options import AnalysisOptions
-from analysis.plots import all_figures
-from analysis.report import (SECTIONS, ReportInputs, build_report, ci, fmt, lr_sweep_table,
+from analysis.report.plots import all_figures
+from analysis.report.pdf import (SECTIONS, ReportInputs, build_report, ci, fmt, lr_sweep_table,
                              planned_bracketing_sentence)
 from analysis.stages import analyse, fit_stage
 from analysis.synthetic import synthetic_curves
@@ -123,8 +123,8 @@ def test_a_variant_whose_sizes_form_one_tier_is_called_out(crafted):
 def test_the_prediction_subsection_states_error_and_coverage_from_its_table(crafted, tmp_path):
     """The final-loss predictions of synthetic wsd runs: the report shows their figure, the median absolute
     error and the interval coverage that the predictions table gives, and names the refused runs."""
-    from analysis.plots import plot_predictions
-    from analysis.predict import predict_final_losses
+    from analysis.report.plots import plot_predictions
+    from analysis.forecast.predict import predict_final_losses
     from analysis.synthetic import synthetic_wsd_runs
 
     pred = predict_final_losses(synthetic_wsd_runs(np.random.default_rng(0), variants=("a", "b", "c"), eval_points=5)).table

@@ -96,7 +96,7 @@ def test_report_pdf_opens_and_has_the_sections(study):
         assert title in text, title
     fits = pd.read_csv(study / "results" / "analysis" / "fit" / "gpt2" / "flops" / "fits.csv")
     pure = fits[(fits["form"] == "pure") & fits["primary"]].iloc[0]
-    from analysis.report import ci
+    from analysis.report.pdf import ci
 
     assert ci(pure, "alpha") in text
     # the sensitivity rule's tables, its figure and its subsection in section 3 (issue 12, item 3)

@@ -281,7 +281,7 @@ EARLY_STOP_COLUMNS = ("run", "variant", "budget", "tokens", "flops", "loss", "ph
 
 def check_early_stop(tcfg: dict) -> None:
     """training.early_stop, when enabled: a wsd study, and a reference table that exists and has the columns
-    the rule reads (its contents are validated when a stable run reads it, analysis.table)."""
+    the rule reads (its contents are validated when a stable run reads it, analysis.curves.table)."""
     es = tcfg["early_stop"]
     if not es["enabled"]:
         return

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from analysis import stages
-from analysis.fits import Approach3Fit, FitError, fit_approach3, fit_pure
+from analysis.fits.powerlaw import Approach3Fit, FitError, fit_approach3, fit_pure
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves, synthetic_study
-from analysis.table import FLOPS_6N_RTOL, FLOPS_PER_TOKEN_RTOL, CurveTableError, validate_curves
+from analysis.curves.table import FLOPS_6N_RTOL, FLOPS_PER_TOKEN_RTOL, CurveTableError, validate_curves
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pypdf import PdfReader
 
 import analysis.__main__ as cli
 from analysis.io import read_tables
-from analysis.report import SECTIONS, build_report, ci
+from analysis.report.pdf import SECTIONS, build_report, ci
 from analysis.synthetic import synthetic_study
 
 

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 from analysis_testlib import ROOT  # noqa: F401
 
-from analysis import comparisons as compare, stages
-from analysis.comparisons import CROSS_OBJECTIVE, exponent_pairs
-from analysis.fits import PowerLawFit
+from analysis import stages
+
+from analysis.comparison import comparisons as compare
+from analysis.comparison.comparisons import CROSS_OBJECTIVE, exponent_pairs
+from analysis.fits.powerlaw import PowerLawFit
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves
 

@@ -1,12 +1,12 @@
-"""The optional early-stop rule (analysis/early_stop.py): a stable run in progress is stopped only when every
+"""The optional early-stop rule (analysis/forecast/early_stop.py): a stable run in progress is stopped only when every
 budget that branches off it later is predicted confidently off a reference study's frontier."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.early_stop import decide, frontier_at, protected, reference_frontier
-from analysis.finals import final_points
-from analysis.predict import reference_runs
+from analysis.forecast.early_stop import decide, frontier_at, protected, reference_frontier
+from analysis.frontier.approaches import final_points
+from analysis.forecast.predict import reference_runs
 from analysis.synthetic import synthetic_wsd_runs
 
 SYNTH = dict(variants=("a", "b"), seeds=(0, 1), n_sizes=4)

@@ -3,7 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import finals, stages
+from analysis import stages
+
+from analysis.frontier import approaches as finals
 from analysis.options import AnalysisOptions
 from analysis.synthetic import surface_truths, synthetic_budget_grid
 

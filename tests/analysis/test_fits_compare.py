@@ -7,8 +7,8 @@ from analysis_testlib import ROOT  # noqa: F401
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
-from analysis.comparisons import CROSS_OBJECTIVE, NOT_DISTINGUISHABLE, exponent_pairs
-from analysis.fits import FitError, PowerLawFit, fit_eterm, fit_pure
+from analysis.comparison.comparisons import CROSS_OBJECTIVE, NOT_DISTINGUISHABLE, exponent_pairs
+from analysis.fits.powerlaw import FitError, PowerLawFit, fit_eterm, fit_pure
 from analysis.options import AnalysisOptions
 
 

@@ -5,10 +5,10 @@ import pytest
 from analysis_testlib import make_run
 
 from analysis import stages
-from analysis.comparisons import NO_CROSSOVER
+from analysis.comparison.comparisons import NO_CROSSOVER
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves
-from analysis.table import select_best_lr
+from analysis.curves.table import select_best_lr
 
 OPTS = AnalysisOptions(n_boot=0, drop_fraction=0.0)  # hand-made curves: keep every point
 TOK = [1e5, 1e6, 1e7, 1e8]

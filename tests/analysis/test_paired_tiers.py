@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import comparisons
+from analysis.comparison import comparisons
 from analysis.options import AnalysisOptions
-from analysis.table import validate_curves
+from analysis.curves.table import validate_curves
 
 
 def test_the_paired_standard_error_of_correlated_batch_losses_is_the_known_one():

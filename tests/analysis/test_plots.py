@@ -7,7 +7,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from analysis_testlib import ROOT  # noqa: E402,F401
 
-from analysis import plots, stages  # noqa: E402
+from analysis import stages  # noqa: E402
+
+from analysis.report import plots  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
 from analysis.synthetic import synthetic_study  # noqa: E402
 

@@ -1,9 +1,9 @@
-"""Predicting a wsd run's final loss from the first 30% of its stable phase (analysis/predict.py)."""
+"""Predicting a wsd run's final loss from the first 30% of its stable phase (analysis/forecast/predict.py)."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.predict import PREDICTION_COLS, PredictError, fit_early_curve, predict_final_losses
+from analysis.forecast.predict import PREDICTION_COLS, PredictError, fit_early_curve, predict_final_losses
 from analysis.synthetic import synthetic_wsd_runs
 
 SYNTH = dict(variants=("a", "b", "c"), seeds=(0, 1))

@@ -5,7 +5,7 @@ import pytest
 import statsmodels.api as sm
 from analysis_testlib import DATA
 
-from analysis.fits import fit_approach3, fit_eterm
+from analysis.fits.powerlaw import fit_approach3, fit_eterm
 
 # Gemstones (McLeish et al. 2025): the authors' Approach-3 fits, Huber delta 1e-3 on log-loss
 # (parameters_delta-3/approach_3_parameters_grid_search_0_{series}.json); E = exp(irreducible_error).

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from analysis import stages
-from analysis.bootstrap import bootstrap_frontier, fit_envelope
-from analysis.frontier import RunCurves
+from analysis.fits.bootstrap import bootstrap_frontier, fit_envelope
+from analysis.frontier.envelope import RunCurves
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_curves, synthetic_study
 

@@ -5,7 +5,7 @@ import pytest
 from analysis_testlib import DATA
 
 from analysis import stages
-from analysis.fits import bootstrap_approach3, fit_approach3
+from analysis.fits.powerlaw import bootstrap_approach3, fit_approach3
 from analysis.options import AnalysisOptions
 
 # Besiroglu et al. 2024 (Approach 3 replication), grid L-BFGS optimum and 95% bootstrap CIs (4000 resamples)

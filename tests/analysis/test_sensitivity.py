@@ -9,9 +9,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from analysis_testlib import ROOT  # noqa: E402,F401
 
-from analysis import sensitivity as sens  # noqa: E402
+from analysis.comparison import sensitivity as sens  # noqa: E402
 from analysis.options import AnalysisOptions  # noqa: E402
-from analysis.plots import plot_sensitivity  # noqa: E402
+from analysis.report.plots import plot_sensitivity  # noqa: E402
 from analysis.stages import analyse, sensitivity_stage  # noqa: E402
 from analysis.synthetic import synthetic_curves  # noqa: E402
 

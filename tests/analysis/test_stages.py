@@ -12,7 +12,7 @@ from analysis import stages
 from analysis.io import read_tables, write_tables
 from analysis.options import AnalysisOptions
 from analysis.synthetic import synthetic_study
-from analysis.table import CurveTableError, validate_curves
+from analysis.curves.table import CurveTableError, validate_curves
 
 OPTS = AnalysisOptions(n_boot=40, n_boot_approach3=10)
 
@@ -153,7 +153,7 @@ def test_workflow_per_variant_jobs_through_csv(study, tables, tmp_path):
 
 
 def test_analysis_imports_no_heavy_packages():
-    code = ("import sys, analysis.stages, analysis.plots, analysis.__main__; "
+    code = ("import sys, analysis.stages, analysis.report.plots, analysis.__main__; "
             "bad = [m for m in ('torch', 'snakemake', 'models', 'training') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -7,7 +7,7 @@ import pytest
 from analysis_testlib import ROOT  # noqa: F401  (puts the repo root on sys.path)
 import analysis.__main__ as cli
 from analysis.synthetic import synthetic_study
-from analysis.table import run_table, thin_runs, validate_curves
+from analysis.curves.table import run_table, thin_runs, validate_curves
 
 
 @pytest.fixture(scope="module")

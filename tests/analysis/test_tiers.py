@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 from analysis_testlib import make_run, pythia_curves
 
-from analysis import comparisons as compare
+from analysis.comparison import comparisons as compare
 from analysis.options import AnalysisOptions
-from analysis.table import validate_curves
-from analysis.transient import early_transient
+from analysis.curves.table import validate_curves
+from analysis.curves.transient import early_transient
 
 OPTS = AnalysisOptions(n_boot=0)
 SIZES = {"s": 1e6, "m": 2e6, "l": 4e6}

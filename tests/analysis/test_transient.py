@@ -1,13 +1,13 @@
-"""Early-transient rule (analysis.transient): hand-made runs, and the evidence on public curves in tests/data."""
+"""Early-transient rule (analysis.curves.transient): hand-made runs, and the evidence on public curves in tests/data."""
 import numpy as np
 import pandas as pd
 import pytest
 from analysis_testlib import gemstone_curves, make_run, pythia_curves, with_short_runs
 
-from analysis.bootstrap import fit_envelope
-from analysis.frontier import RunCurves
-from analysis.table import validate_curves
-from analysis.transient import DEFAULT_FRACTION, EXTEND_LIMIT, STEEP_SLOPE, TRANSIENT_COLS, early_transient, \
+from analysis.fits.bootstrap import fit_envelope
+from analysis.frontier.envelope import RunCurves
+from analysis.curves.table import validate_curves
+from analysis.curves.transient import DEFAULT_FRACTION, EXTEND_LIMIT, STEEP_SLOPE, TRANSIENT_COLS, early_transient, \
     local_slope, summary_lines
 
 TOKENS = np.geomspace(1e3, 1e6, 31).round()

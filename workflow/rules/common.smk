@@ -240,8 +240,8 @@ def fit_tables(compute):
 
 
 def figure_outputs():
-    """The study's figures, from the library's one list (analysis/figure_list.py), marked for --report."""
-    from analysis.figure_list import caption_of, figure_stems
+    """The study's figures, from the library's one list (analysis/report/figure_list.py), marked for --report."""
+    from analysis.report.figure_list import caption_of, figure_stems
 
     objectives = sorted({v["objective"] for v in STUDY["variants"].values()})
     return {

@@ -1,5 +1,5 @@
 # Variant comparisons: exponent differences (Holm), crossovers, tiers, extrapolation; and the sensitivity of
-# every headline to the analysis choices (analysis/sensitivity.py).
+# every headline to the analysis choices (analysis/comparison/sensitivity.py).
 
 
 rule compare:
@@ -39,7 +39,7 @@ rule sensitivity:
         "../scripts/sensitivity.py"
 
 
-# Every wsd run's final loss predicted from the first 30% of its stable phase (analysis/predict.py).
+# Every wsd run's final loss predicted from the first 30% of its stable phase (analysis/forecast/predict.py).
 
 
 rule predict:

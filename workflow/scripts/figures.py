@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 
 from analysis.io import write_figure  # noqa: E402
-from analysis.plots import all_figures  # noqa: E402
+from analysis.report.plots import all_figures  # noqa: E402
 
 tables = {name: pd.concat([pd.read_csv(p) for p in paths]) if isinstance(paths, list) else pd.read_csv(paths)
           for name, paths in snakemake.input.items() if name != "curves"}

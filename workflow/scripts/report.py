@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.io import write_file  # noqa: E402
 from archscale import __version__  # noqa: E402
-from analysis.report import ReportInputs, build_report  # noqa: E402
+from analysis.report.pdf import ReportInputs, build_report  # noqa: E402
 
 
 def read(paths):

@@ -33,13 +33,13 @@ common = dict(variant=w.variant, size_name=w.size, size_overrides=snakemake.para
 
 
 def early_stop_check(es: dict, lr: float, end: int):
-    """(tokens, decide) for training.loop.run_stable: the study's early-stop rule (analysis/early_stop.py)
+    """(tokens, decide) for training.loop.run_stable: the study's early-stop rule (analysis/forecast/early_stop.py)
     against the reference table, judging this lineage's budgets; the check after es["fraction"] x `end`."""
     import pandas as pd
 
     import models
-    from analysis.early_stop import decide, reference_frontier
-    from analysis.predict import reference_runs
+    from analysis.forecast.early_stop import decide, reference_frontier
+    from analysis.forecast.predict import reference_runs
 
     table = pd.read_csv(snakemake.input.reference[0])
     frontier, reference = reference_frontier(table), reference_runs(table, es["fraction"])

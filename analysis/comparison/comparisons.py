@@ -8,10 +8,10 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
-from .bootstrap import FORMS, fit_and_bootstrap
-from .fits import PowerLawFit
-from .frontier import RunCurves, grid_frontier
-from .table import run_table
+from analysis.fits.bootstrap import FORMS, fit_and_bootstrap
+from analysis.fits.powerlaw import PowerLawFit
+from analysis.frontier.envelope import RunCurves, grid_frontier
+from analysis.curves.table import run_table
 
 NOT_DISTINGUISHABLE = "not distinguishable at this scale"
 CROSS_OBJECTIVE = "not tested: different objectives"

@@ -140,7 +140,7 @@ def early_transient(curves: pd.DataFrame, fraction: float | None = None, use_war
                     extend_steep: bool = False) -> TransientDrop:
     """Which points of each run belong to its early transient (see the module docstring for the rule).
 
-    curves: a validated learning-curve table (`analysis.table.validate_curves`; needs run, variant, size,
+    curves: a validated learning-curve table (`analysis.curves.table.validate_curves`; needs run, variant, size,
     tokens, loss, optionally warmup_tokens).  fraction: None for the default rule, else a fraction in [0, 1) of
     each run's final tokens.  use_warmup: also cut at each run's warmup_tokens when the column is present.
     extend_steep: move the cut of a run still steeper than STEEP_SLOPE past its steep stretch (module docstring).
@@ -152,7 +152,7 @@ def early_transient(curves: pd.DataFrame, fraction: float | None = None, use_war
     missing = [c for c in ("run", "variant", "size", "tokens", "loss") if c not in curves.columns]
     if missing:
         raise ValueError(f"early_transient: the table lacks column(s) {', '.join(missing)}; pass a table from "
-                         "analysis.table.validate_curves")
+                         "analysis.curves.table.validate_curves")
     drop = pd.Series(False, index=curves.index)
     rows = []
     for run, g in curves.groupby("run", sort=True):

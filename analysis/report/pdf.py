@@ -18,9 +18,9 @@ import pandas as pd
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from .comparisons import PAIR_METHOD, TIER_METHOD
-from .options import AnalysisOptions
-from .sensitivity import SENS_METHOD, fragile_pairs
+from analysis.comparison.comparisons import PAIR_METHOD, TIER_METHOD
+from analysis.options import AnalysisOptions
+from analysis.comparison.sensitivity import SENS_METHOD, fragile_pairs
 
 UNIGRAM_MARGIN = 0.25  # nats: a best loss closer than this to the unigram baseline is flagged
 # each objective's best score without context, in baselines.json (training/collect.py:baselines)
@@ -211,7 +211,7 @@ def verdict_table(pairs: pd.DataFrame, form: str) -> pd.DataFrame:
 
 def with_fragile(table: pd.DataFrame, pairs: pd.DataFrame, summary, form: str) -> pd.DataFrame:
     """The verdict table with a `fragile` column (yes / no) when the sensitivity summary is there: a verdict that
-    changes under some analysis choice, or differs with fewer resamples (analysis.sensitivity.fragile_pairs)."""
+    changes under some analysis choice, or differs with fewer resamples (analysis.comparison.sensitivity.fragile_pairs)."""
     if summary is None or not len(summary) or not len(table):
         return table
     frag = fragile_pairs(pairs, summary, form).set_index("subject")["fragile"]
@@ -382,7 +382,7 @@ BYO_ORIGIN = ("Training: the learning-curve table came from elsewhere (not train
 
 
 def transient_summary(inp) -> list[str]:
-    from .transient import TransientDrop, summary_lines
+    from analysis.curves.transient import TransientDrop, summary_lines
 
     runs = inp.tables.get("transient")
     if runs is None or not len(runs):
@@ -418,7 +418,7 @@ def methods(inp: ReportInputs) -> list[str]:
         f"Secondary view, the learning-curve envelope (Kaplan et al.): every evaluation of every run, interpolated "
         f"log-log on {opts.grid_points} compute points; each run's early transient dropped by "
         + ("the default rule (points before 10% of the run's tokens, or before its warmup ends if later; "
-           "analysis/transient.py)" if opts.drop_fraction is None else
+           "analysis/curves/transient.py)" if opts.drop_fraction is None else
            f"a fixed share ({opts.drop_fraction:g} of each run's tokens, or its warmup if later)")
         + (f": {'; '.join(transient_summary(inp))}." if transient_summary(inp) else "."),
         f"Uncertainty: bootstrap over runs, {opts.n_boot} resamples (the frontier is rebuilt from each resample and "
@@ -641,7 +641,7 @@ def _extrapolation(pdf: _PDF, inp: ReportInputs) -> None:
 
 
 def prediction_sentences(pred: pd.DataFrame) -> list[str]:
-    """What the final-loss predictions (analysis.predict) did, in numbers from their table."""
+    """What the final-loss predictions (analysis.forecast.predict) did, in numbers from their table."""
     if pred is None or not len(pred):
         return ["No warmup-stable-decay runs: no final-loss predictions (they need stable and cooldown phases)."]
     ok = pred[pred["status"] == "ok"]
@@ -666,7 +666,7 @@ def prediction_sentences(pred: pd.DataFrame) -> list[str]:
 
 
 def prediction_method() -> str:
-    from .predict import FORM_POINTS, MIN_DONOR_LINEAGES
+    from analysis.forecast.predict import FORM_POINTS, MIN_DONOR_LINEAGES
 
     return ("Each run's own stable rows from the end of its warmup to the given share of its stable phase (the tokens "
             "before its cooldown starts) are summarised in three forms, each carried to the cooldown's start: "

@@ -41,7 +41,7 @@ loss, nor any row of its lineage's other budgets) and the complete curves of run
 same variant for drop and bias; every variant for the choice of form and kappa) - a leave-lineage-out
 cross-validation, the post-hoc stand-in for "runs already finished when this one reaches its 30%".
 
-Pure: numpy, scipy (through analysis.fits), pandas; nothing printed, no files.
+Pure: numpy, scipy (through analysis.fits.powerlaw), pandas; nothing printed, no files.
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .fits import FitError, _eterm_jac, fit_eterm, fit_pure
-from .table import validate_curves
+from analysis.fits.powerlaw import FitError, _eterm_jac, fit_eterm, fit_pure
+from analysis.curves.table import validate_curves
 
 FRACTION = 0.3  # share of a run's stable tokens (up to its branch) the prediction may see
 LEVEL = 0.9  # interval level
@@ -75,7 +75,7 @@ class PredictError(ValueError):
 @dataclass(frozen=True)
 class EarlyFit:
     """ln L(S) = ln(E + exp(b - alpha (ln S - u0))) on a run's early stable rows, S = tokens - ``offset``: the
-    log-loss parameterisation of analysis.fits (E + (S_c/S)^alpha with b = alpha (ln S_c - u0), u0 = mean ln S
+    log-loss parameterisation of analysis.fits.powerlaw (E + (S_c/S)^alpha with b = alpha (ln S_c - u0), u0 = mean ln S
     of the fitted points). ``form`` "eterm": E, b, alpha free; "pure": E = 0; "level": E = 0 and alpha = 0 (the
     window's geometric-mean loss). ``cov``: covariance of (E, b, alpha), zero where fixed."""
     form: str

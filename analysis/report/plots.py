@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .comparisons import fits_from_tables
-from .figure_list import figure_stems
-from .table import validate_curves
+from analysis.comparison.comparisons import fits_from_tables
+from analysis.report.figure_list import figure_stems
+from analysis.curves.table import validate_curves
 
 COMPUTE_LABEL = "compute (FLOPs)"
 PARAMS_LABEL = "non-embedding parameters"
@@ -278,7 +278,7 @@ def plot_allocation(isoflop: pd.DataFrame, allocation: pd.DataFrame, palette=Non
 
 
 def plot_sensitivity(sens: pd.DataFrame, ax=None):
-    """Each variant's alpha under every analysis choice of the sensitivity grid (analysis.sensitivity): one dot
+    """Each variant's alpha under every analysis choice of the sensitivity grid (analysis.comparison.sensitivity): one dot
     per choice (hollow: the E-term form, a different exponent), the baseline black with its interval."""
     a = sens[(sens["headline"] == "alpha") & sens["value"].notna()] if len(sens) else sens
     if not len(a):
@@ -321,7 +321,7 @@ def _prediction_panel(ax, ok: pd.DataFrame, palette: dict, title: str):
 
 
 def plot_predictions(predictions: pd.DataFrame, ax=None, palette=None):
-    """Final loss predicted from the first part of each run's stable phase (analysis.predict) against the
+    """Final loss predicted from the first part of each run's stable phase (analysis.forecast.predict) against the
     actual final loss, with the prediction intervals; one panel per objective (their losses are on different
     scales; ``ax`` is used when there is one objective); hollow markers lie outside their interval."""
     ok = predictions[predictions["status"] == "ok"] if len(predictions) else predictions

@@ -7,7 +7,7 @@ cooldown, a cosine run's decay); earlier points of a run are not the loss that b
   final points over compute. Where the table names budgets, the best point of each budget is the
   candidate (the sizes of an IsoFLOP budget share one compute up to rounding), then the envelope
   keeps a candidate only when it is lower than every candidate of less compute, so the frontier
-  falls monotonically by construction. Fits of L(C) on it: ``analysis.fits``.
+  falls monotonically by construction. Fits of L(C) on it: ``analysis.fits.powerlaw``.
 * **Approach 2** (``isoflop_table``, ``allocation_fits``): per budget, final loss against log N
   is fitted by a parabola (Hoffmann et al. 2022); its minimum is N_opt(C). A budget is
   *bracketed* only when its best observed size has a smaller and a larger neighbour in that
@@ -260,7 +260,7 @@ def frontier_fits(finals: pd.DataFrame, compute: str, n_boot: int, rng: np.rando
     {form: note}); a resample whose frontier is too short for a form counts as failed."""
     from dataclasses import replace
 
-    from .fits import FitError, fit_form
+    from analysis.fits.powerlaw import FitError, fit_form
 
     C = finals[compute].to_numpy(float)
     L = finals["loss"].to_numpy(float)
@@ -301,7 +301,7 @@ def extrapolation_check(fin: pd.DataFrame, opts, rng: np.random.Generator) -> pd
     """Would the final-point frontier of the smaller budgets have predicted the largest one? Refit it
     without the top budget's runs and predict the best final loss there, with a bootstrap prediction
     interval (bootstrap fit prediction x a resampled log residual of the fit)."""
-    from .comparisons import EXTRAP_COLS, extrapolation_row
+    from analysis.comparison.comparisons import EXTRAP_COLS, extrapolation_row
 
     ident = {"variant": fin["variant"].iloc[0], "objective": fin["objective"].iloc[0]}
     groups = _groups(fin["budget"].fillna("").astype(str).to_numpy())

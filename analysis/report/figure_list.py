@@ -2,8 +2,8 @@
 exactly these (a figure with nothing to show says why instead of going missing). No plotting here, so
 the workflow can read the list without importing matplotlib.
 
-Adding a figure: a plot function in analysis/plots.py, its stem here, a caption
-workflow/report/<caption>.rst (``caption_of``), and a place in analysis/report.py.
+Adding a figure: a plot function in analysis/report/plots.py, its stem here, a caption
+workflow/report/<caption>.rst (``caption_of``), and a place in analysis/report/pdf.py.
 """
 from __future__ import annotations
 

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import comparisons as compare
-from .options import AnalysisOptions
+from analysis.comparison import comparisons as compare
+from analysis.options import AnalysisOptions
+from analysis.prepare import base_seed, by_variant, envelope_fits, final_fits, prepare, primary_frontier, variant_rng
 
 DEFAULT_N_BOOT = 200
 DROP_FRACTIONS = (None, 0.0, 0.05, 0.2)  # None: the default early-transient rule (10%)
@@ -70,7 +71,7 @@ class Choice:
 
 def _same_drop(a, b) -> bool:
     """The default rule cuts at 10% (or the warm-up), exactly as a given fraction of 0.1 does."""
-    from .transient import DEFAULT_FRACTION
+    from analysis.curves.transient import DEFAULT_FRACTION
     return (DEFAULT_FRACTION if a is None else a) == (DEFAULT_FRACTION if b is None else b)
 
 
@@ -111,15 +112,13 @@ def without_smallest(curves: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- one cell
 def _cell_fits(prep, choice: Choice, base: int) -> tuple[dict, dict]:
     """({(variant, form): (objective, fit)}, {variant: note of a failed fit}) for one cell."""
-    from .stages import _by_variant, _envelope_fits, _final_fits, variant_rng
-
     fitted, notes = {}, {}
-    for variant, objective, g in _by_variant(prep):
+    for variant, objective, g in by_variant(prep):
         rng = variant_rng(base, variant, STREAM_SENS)
         if choice.frontier == "envelope":
-            fits, fnotes, _ = _envelope_fits(g, choice.opts, rng, forms=(choice.form,))
+            fits, fnotes, _ = envelope_fits(g, choice.opts, rng, forms=(choice.form,))
         else:
-            fits, fnotes = _final_fits(prep.finals[prep.finals["variant"] == variant], choice.opts, rng)
+            fits, fnotes = final_fits(prep.finals[prep.finals["variant"] == variant], choice.opts, rng)
         fit, note = fits[choice.form], fnotes.get(choice.form, "")
         if fit is not None and fit.at_bound:
             fit, note = None, f"{', '.join(fit.at_bound)} at a bound of the search"
@@ -176,8 +175,6 @@ def _rows(choice: Choice, fitted: dict, notes: dict, prep, ci_level: float) -> l
 def sensitivity(curves: pd.DataFrame, opts: AnalysisOptions, rng: np.random.Generator,
                 n_boot: int = DEFAULT_N_BOOT) -> pd.DataFrame:
     """The long table (SENS_COLS): every headline under every choice of `choices`.  curves: a validated table."""
-    from .stages import base_seed, prepare, primary_frontier
-
     base = base_seed(rng)
     rows = []
     for choice in choices(opts, primary_frontier(curves, opts), n_boot):

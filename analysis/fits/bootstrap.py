@@ -11,8 +11,8 @@ from dataclasses import replace
 import numpy as np
 from joblib import Parallel, delayed
 
-from .fits import FitError, PowerLawFit, fit_form
-from .frontier import RunCurves, grid_frontier
+from analysis.fits.powerlaw import FitError, PowerLawFit, fit_form
+from analysis.frontier.envelope import RunCurves, grid_frontier
 
 FORMS = ("pure", "eterm")
 

@@ -2,7 +2,7 @@
 
 A wsd lineage (variant, size, seed, lr) trains one stable run and branches one cooldown per budget off it
 (training/loop.py). After ``fraction`` of the stable run's tokens (30% by default: every budget's window of
-``analysis.predict`` has then been seen), ``decide`` predicts the final loss of each budget whose cooldown
+``analysis.forecast.predict`` has then been seen), ``decide`` predicts the final loss of each budget whose cooldown
 has not yet branched off (``predict.predict_in_progress``, with a *reference* study's finished runs as the
 other lineages) and compares the interval with the reference study's frontier at that budget's compute.
 The run stops when, for every such budget, the interval's lower bound lies above the frontier by more than
@@ -10,7 +10,7 @@ The run stops when, for every such budget, the interval's lower bound lies above
 on the frontier is stopped at about 5% per budget when the predictions are calibrated.
 
 **Brackets are kept.** A budget's IsoFLOP parabola and its bracketing need the optimum and a smaller and a
-larger neighbour (analysis.finals). So a size is never stopped at a budget where it is one of those three:
+larger neighbour (analysis.frontier.approaches). So a size is never stopped at a budget where it is one of those three:
 the size of the budget's list nearest (in log N) to the reference's best size at the nearest reference
 budget, and its neighbours in that list (``protected``). Early stopping thus saves the far ends of wide
 IsoFLOP profiles (four or more sizes per budget); in a study of three sizes per budget around the expected
@@ -22,7 +22,7 @@ log-log (``frontier_at``), and outside the reference's range of compute there is
 (the frontier is not extrapolated). Budgets whose window or frontier is missing, or whose prediction is
 refused, keep the run going: only a confident prediction stops one.
 
-Pure: numpy and pandas (and analysis.predict); nothing printed, no files.
+Pure: numpy and pandas (and analysis.forecast.predict); nothing printed, no files.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .finals import final_points
-from .predict import FRACTION, LEVEL, predict_in_progress
-from .table import validate_curves
+from analysis.frontier.approaches import final_points
+from analysis.forecast.predict import FRACTION, LEVEL, predict_in_progress
+from analysis.curves.table import validate_curves
 
 MARGIN = 0.0  # relative: stop when every lower bound exceeds the frontier x (1 + margin)
 FRONTIER_COLS = ["variant", "budget", "compute", "loss", "run", "size", "params_nonembedding"]
