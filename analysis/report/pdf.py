@@ -266,6 +266,16 @@ MAX_EPOCHS = 4.0  # passes over the training split above which a run is named, f
 
 
 def caveats(inp: ReportInputs) -> list[str]:
+    """The report's caveats: of the fits and frontiers, then of the runs, then the scale."""
+    nmax = inp.curves["params_nonembedding"].max()
+    cmax = inp.curves["flops"].max()
+    return _fit_caveats(inp) + _run_caveats(inp) + [
+        f"Tiny scale: at most {fmt(int(nmax))} non-embedding parameters and {fmt(cmax)} FLOPs per run. "
+        f"{PUBLISHED_SCALE}; exponents measured here need not hold there."]
+
+
+def _fit_caveats(inp: ReportInputs) -> list[str]:
+    """Objectives on different scales, unbracketed frontiers and budgets, failed or thin fits."""
     out = []
     objectives = sorted(inp.curves["objective"].unique())
     if len(objectives) > 1:
@@ -291,6 +301,12 @@ def caveats(inp: ReportInputs) -> list[str]:
             out.append(f"{r['variant']} ({where}): {r['status']} - {r['note']}")
         elif r["status"] == "ok" and r["n_runs"] < 5 and r["form"] == "pure" and str(r.get("primary")).lower() == "true":
             out.append(f"{r['variant']}: fits rest on {int(r['n_runs'])} runs; intervals from so few clusters are rough.")
+    return out
+
+
+def _run_caveats(inp: ReportInputs) -> list[str]:
+    """Runs near their baseline, one-tier variants, diverged or stopped runs, repeated data, causal leaks."""
+    out = []
     ok = inp.runs[inp.runs["status"] == "ok"]
     for (v, obj), g in ok.groupby(["variant", "objective"]):
         base, best = baseline_of(inp, obj), g["final_loss"].min()
@@ -332,10 +348,6 @@ def caveats(inp: ReportInputs) -> list[str]:
             out.append(f"{v}: measured causal leak (max |logit change| at earlier positions when later tokens change) "
                        f"{fmt(g['causal_leak'].astype(float).min())}-{fmt(g['causal_leak'].astype(float).max())}; "
                        "its causal loss is slightly optimistic.")
-    nmax = inp.curves["params_nonembedding"].max()
-    cmax = inp.curves["flops"].max()
-    out.append(f"Tiny scale: at most {fmt(int(nmax))} non-embedding parameters and {fmt(cmax)} FLOPs per run. "
-               f"{PUBLISHED_SCALE}; exponents measured here need not hold there.")
     return out
 
 
