@@ -23,7 +23,10 @@ def _interrupt_mid_study(root, work):
     runs = work / "results" / "runs" / "gpt2"
     log = work / "snakemake.out"
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # SIGINT back to its default in the child: a test run started in the background of a non-interactive
+        # shell inherits it ignored (POSIX), and Snakemake would then never see the Ctrl-C
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline, killed = time.time() + 600, False
     while time.time() < deadline and proc.poll() is None:
         trained = log.read_text().count("(Rule: stable)")
