@@ -38,7 +38,27 @@ def _interrupt_mid_study(root, work):
             break
         time.sleep(0.05)
     proc.wait(timeout=120)
-    return killed, {p.parent: p.stat().st_mtime_ns for p in runs.glob("*/*/*/run.json")}
+    # finished: run.json written and the job complete to Snakemake (a job the signal caught between writing run.json
+    # and exiting is marked incomplete, and rightly reruns)
+    incomplete = _incomplete_outputs(work)
+    return killed, {p.parent: p.stat().st_mtime_ns for p in runs.glob("*/*/*/run.json")
+                    if str(p.relative_to(work)) not in incomplete}
+
+
+def _incomplete_outputs(work) -> set:
+    """The output paths Snakemake marked incomplete (.snakemake/incomplete/<urlsafe base64 of the path>)."""
+    from base64 import urlsafe_b64decode
+
+    root = work / ".snakemake" / "incomplete"
+    out = set()
+    for marker in (root.rglob("*") if root.is_dir() else []):
+        if marker.is_file() and marker.name != "migration_underway":
+            b64 = "".join(part.lstrip("@") for part in marker.relative_to(root).parts)
+            try:
+                out.add(urlsafe_b64decode(b64).decode())
+            except ValueError:
+                continue
+    return out
 
 
 def test_kill_snakemake_mid_study_then_rerun(root, tmp_path):
