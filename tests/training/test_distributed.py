@@ -60,7 +60,8 @@ def _start(small_data, tmp_path, out, cfg):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     # slowed steps, so that the test can act mid-run
     code = ("import sys, time; from pathlib import Path; from training import loop, distributed; step = loop.train_step\n"
-            f"def slow(s):\n    time.sleep(0.1)\n    Path({str(tmp_path / 'step')!r} + str(s.rank)).write_text(str(s.step))\n"
+            f"def slow(s):\n    time.sleep(0.1)\n    m = Path({str(tmp_path / 'step')!r} + str(s.rank))\n"
+            "    m.with_suffix('.tmp').write_text(str(s.step)); m.with_suffix('.tmp').replace(m)  # atomic\n"
             "    return step(s)\n"
             "loop.train_step = slow\nsys.exit(distributed.main())\n")
     driver = tmp_path / "driver.py"
@@ -100,13 +101,18 @@ def test_kill_9_of_one_rank_then_rerun_resumes_on_the_same_curve(small_data, tmp
     np.testing.assert_allclose(done["eval_loss"], one["eval_loss"], rtol=RTOL)
 
 
+def _step(marker):
+    text = marker.read_text() if marker.exists() else ""
+    return int(text) if text else -1
+
+
 def test_sigterm_writes_a_checkpoint_on_every_rank_s_behalf(small_data, tmp_path):
     cfg = dataclasses.replace(CFG, checkpoint_every=1000)
     out = tmp_path / "run"
     proc = _start(small_data, tmp_path, out, cfg)
     deadline = time.time() + 120
     markers = [tmp_path / "step0", tmp_path / "step1"]
-    while time.time() < deadline and not all(m.exists() and m.read_text() and int(m.read_text()) >= 3 for m in markers):
+    while time.time() < deadline and not all(_step(m) >= 3 for m in markers):
         time.sleep(0.05)
     for pid in _ranks(proc):
         os.kill(pid, signal.SIGTERM)  # what SLURM sends every task of the job

@@ -29,7 +29,9 @@ from training import loop
 step = loop.train_step
 def slow(s):
     ok = step(s)
-    Path(sys.argv[1]).write_text(str(s.step))
+    tmp = Path(sys.argv[1] + ".tmp")
+    tmp.write_text(str(s.step))
+    tmp.replace(sys.argv[1])  # atomic: the test never reads a half-written marker
     time.sleep(0.05)
     return ok
 loop.train_step = slow
@@ -53,7 +55,8 @@ def _preempt(tmp_path, kind, args, at_step, sig):
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if marker.exists() and marker.read_text() and int(marker.read_text()) >= at_step:
+        text = marker.read_text() if marker.exists() else ""
+        if text and int(text) >= at_step:
             proc.send_signal(sig)
             break
         time.sleep(0.01)
