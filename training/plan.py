@@ -6,12 +6,13 @@ Cost model (per variant, fitted on a short probe of its sizes on this machine):
 
 c0 is the per-token share of the fixed per-step work that dominates tiny models (optimiser, Python,
 kernel launches, the softmax over the vocabulary), c1 the inverse of the throughput on the FLOPs
-themselves. A job adds a fixed start-up (`job_overhead_s`: Python, torch, the data, the model) and its
+themselves. The probed sizes keep their own measured speeds; the line serves beyond them. The probe
+runs as many processes at once as the study runs jobs (`cores // threads`). A job adds a fixed start-up (`job_overhead_s`: Python, torch, the data, the model) and its
 evaluations (forward only: a third of a training token each). The wall time of a study simulates
 Snakemake's scheduling: `cores // threads` jobs at a time, a cooldown only after its stable run.
 
-Probes are cached (`cache_dir`) by machine, thread count and the code of the models and the loop, so
-planning twice costs seconds.
+Probes are cached (`cache_dir`) by machine, thread count, concurrency and the code of the models and the
+loop, so planning twice costs seconds.
 """
 from __future__ import annotations
 
@@ -68,23 +69,92 @@ def probe_step_seconds(variant: str, size_name: str, overrides: dict, ctx, batch
     return float(np.median(times))
 
 
-def measure_speeds(entries: list[dict], ctx, batch_size: int, threads: int = 1, cache_dir=None) -> pd.DataFrame:
-    """Seconds per training token of each (variant, size) entry ({variant, size, overrides,
-    flops_per_token}); cached per machine and code in cache_dir/speeds-<key>.json."""
-    cache = Path(cache_dir) / f"speeds-{machine_key(threads)}.json" if cache_dir else None
+def _probe_all(entries: list[dict], ctx, batch_size: int, threads: int, barrier=None, results=None, tag=0) -> dict:
+    """One probing process: seconds per training token of each entry, in the given order, and the wall-clock
+    window it probed in. With a barrier, probing starts once every process has started (spawning and
+    importing take seconds) and the result goes into the `results` queue as (tag, result)."""
+    import torch  # noqa: F401  (imported before the barrier: start-up is not probing)
+
+    import models  # noqa: F401
+
+    if barrier is not None:
+        barrier.wait()
+    t0 = time.time()
+    secs = [probe_step_seconds(e["variant"], e["size"], e.get("overrides", {}), ctx, batch_size, threads)
+            / (batch_size * ctx.seq_len) for e in entries]
+    out = {"sec_per_token": secs, "window": (t0, time.time())}
+    if results is not None:
+        results.put((tag, out))
+    return out
+
+
+def probe_concurrently(entries: list[dict], ctx, batch_size: int, threads: int, concurrency: int) -> tuple[list, list]:
+    """Seconds per training token of each entry measured the way a study's jobs run: `concurrency` processes
+    at once (Snakemake's cores // threads), each probing every entry, process k starting k/concurrency of
+    the way through the list, so that each entry is timed while the others load the machine (concurrent
+    jobs share caches and memory bandwidth: on a 2-core machine two of them trained at 0.6-0.9x of a lone
+    probe's speed). Returns (the median over the processes per entry, the processes' wall-clock windows)."""
+    if concurrency <= 1:
+        out = _probe_all(entries, ctx, batch_size, threads)
+        return out["sec_per_token"], [out["window"]]
+    import multiprocessing
+    import queue
+
+    mp = multiprocessing.get_context("spawn")
+    n = len(entries)
+    orders = [[(i + k * n // concurrency) % n for i in range(n)] for k in range(concurrency)]
+    barrier, results = mp.Barrier(concurrency), mp.Queue()
+    procs = [mp.Process(target=_probe_all, args=([entries[i] for i in order], ctx, batch_size, threads, barrier,
+                                                  results, k)) for k, order in enumerate(orders)]
+    for p in procs:
+        p.start()
+    outs = {}
+    try:
+        while len(outs) < concurrency:  # read before joining: a child exits only once its result is read
+            try:
+                tag, out = results.get(timeout=5)
+                outs[tag] = out
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    raise RuntimeError(f"a probing process failed (exit codes {[p.exitcode for p in procs]})") from None
+    finally:
+        for p in procs:
+            if len(outs) < concurrency:
+                p.terminate()
+            p.join()
+    per_entry = [[] for _ in entries]
+    for k, order in enumerate(orders):
+        for i, sec in zip(order, outs[k]["sec_per_token"]):
+            per_entry[i].append(sec)
+    return [float(np.median(x)) for x in per_entry], [outs[k]["window"] for k in range(concurrency)]
+
+
+def measure_speeds(entries: list[dict], ctx, batch_size: int, threads: int = 1, cache_dir=None,
+                   concurrency: int = 1) -> pd.DataFrame:
+    """Seconds per training token of each (variant, size) entry ({variant, size, size_config,
+    flops_per_token}) under `concurrency` jobs at once (probe_concurrently); cached per machine, code and
+    concurrency in cache_dir/speeds-<key>-x<concurrency>.json. The frame's attrs["windows"] holds the
+    probing processes' wall-clock windows (empty when everything came from the cache)."""
+    name = f"speeds-{machine_key(threads)}-x{max(1, concurrency)}.json"
+    cache = Path(cache_dir) / name if cache_dir else None
     known = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
-    rows = []
-    for e in entries:
-        key = f"{e['variant']}|{json.dumps(e['size_config'], sort_keys=True)}|{batch_size}x{ctx.seq_len}|{ctx.vocab_size}"
-        if key not in known:
-            step = probe_step_seconds(e["variant"], e["size"], e.get("overrides", {}), ctx, batch_size, threads)
-            known[key] = step / (batch_size * ctx.seq_len)
-        rows.append({"variant": e["variant"], "size": e["size"], "flops_per_token": e["flops_per_token"],
-                     "sec_per_token": known[key]})
+
+    def key(e):
+        return f"{e['variant']}|{json.dumps(e['size_config'], sort_keys=True)}|{batch_size}x{ctx.seq_len}|{ctx.vocab_size}"
+
+    missing = list({key(e): e for e in entries if key(e) not in known}.values())
+    windows = []
+    if missing:
+        secs, windows = probe_concurrently(missing, ctx, batch_size, threads, concurrency)
+        known.update({key(e): s for e, s in zip(missing, secs)})
+    rows = [{"variant": e["variant"], "size": e["size"], "flops_per_token": e["flops_per_token"],
+             "sec_per_token": known[key(e)]} for e in entries]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(known, indent=1, sort_keys=True))
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["windows"] = windows
+    return frame
 
 
 # ---------------------------------------------------------------- GPUs
@@ -137,13 +207,21 @@ def chinchilla_points(ladders: dict, fpt: dict, tokens_per_param: float = 20.0) 
 @dataclass(frozen=True)
 class CostModel:
     """Per variant: seconds per token = c0 + c1 x FLOPs per token; plus a fixed start-up per job and
-    `step_s` per optimiser step (the prior of CPU jobs; a fitted model folds it into c0)."""
+    `step_s` per optimiser step (the prior of CPU jobs; a fitted model folds it into c0). Where the plan
+    probed a variant's sizes (`measured`: variant -> [(FLOPs per token, seconds per token), ...]), a size
+    within the probed range takes the probes' own speeds (log-log between neighbours: the line misses
+    single sizes by up to 1.5x), and the line serves only beyond them."""
     coef: dict  # variant -> (c0, c1)
     job_overhead_s: float = 5.0
     notes: dict = field(default_factory=dict)
     step_s: float = 0.0
+    measured: dict = field(default_factory=dict)
 
     def sec_per_token(self, variant: str, flops_per_token: float) -> float:
+        points = sorted(self.measured.get(variant, ()))
+        if points and points[0][0] * (1 - 1e-9) <= flops_per_token <= points[-1][0] * (1 + 1e-9):
+            f, t = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+            return float(np.exp(np.interp(math.log(flops_per_token), f, t)))
         c0, c1 = self.coef[variant]
         return c0 + c1 * flops_per_token
 
@@ -156,7 +234,8 @@ class CostModel:
 
 def fit_cost_model(speeds: pd.DataFrame, job_overhead_s: float = 5.0) -> CostModel:
     """Non-negative least squares of seconds per token on FLOPs per token, per variant (relative
-    errors: each point weighted by 1 / its time, so the small and the large sizes count alike)."""
+    errors: each point weighted by 1 / its time, so the small and the large sizes count alike); the probed
+    speeds themselves are kept (CostModel.measured)."""
     from scipy.optimize import nnls
 
     coef = {}
@@ -165,7 +244,9 @@ def fit_cost_model(speeds: pd.DataFrame, job_overhead_s: float = 5.0) -> CostMod
         X = np.column_stack([np.ones_like(f), f]) / t[:, None]
         c, _ = nnls(X, np.ones_like(t))
         coef[variant] = (float(c[0]), float(c[1]))
-    return CostModel(coef, job_overhead_s)
+    measured = {v: [(float(f), float(t)) for f, t in g.groupby("flops_per_token")["sec_per_token"].median().items()]
+                for v, g in speeds.groupby("variant")}
+    return CostModel(coef, job_overhead_s, measured=measured)
 
 
 def job_cost(entry: dict, config: dict, fpt: dict, cost: CostModel) -> dict:
@@ -212,8 +293,9 @@ def config_cost_model(config: dict) -> CostModel:
     variants = list(config["variants"])
     plan = config.get("plan") or {}
     if plan.get("cost") and set(variants) <= set(plan["cost"]):
+        measured = {v: [tuple(p) for p in points] for v, points in (plan.get("speeds") or {}).items()}
         return CostModel({v: (c["c0"], c["c1"]) for v, c in plan["cost"].items()}, plan.get("job_overhead_s", 5.0),
-                         notes={"source": "plan"}, step_s=plan.get("step_s", 0.0))
+                         notes={"source": "plan"}, step_s=plan.get("step_s", 0.0), measured=measured)
     if config["training"]["gpus"] > 0:
         return gpu_cost_model(variants, plan.get("device", "h100"), plan.get("mfu", DEFAULT_MFU))
     rate = CPU_FLOP_RATE * max(1, config["training"]["threads"])

@@ -114,6 +114,20 @@ def measure_job_overhead() -> float:
     return time.perf_counter() - t0 + 1.0  # + data, model and evaluation-set setup (measured ~1 s)
 
 
+def plan_block(head: dict, cost, pred: dict) -> dict:
+    """The `plan:` block of a written config: `head` (the budget the plan was asked for), the predicted wall
+    time, the cost model (training.plan.config_cost_model reads it back: the DAG's job resources and the
+    report's predicted times use it) and the budgets not expected to bracket."""
+    block = {**head, "predicted_wall_s": round(pred["wall_s"], 1), "job_overhead_s": round(cost.job_overhead_s, 2),
+             "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()}}
+    if cost.measured:  # the probed sizes' own seconds per token, [FLOPs per token, seconds per token] each
+        block["speeds"] = {v: [[f, sec] for f, sec in points] for v, points in cost.measured.items()}
+    # budgets below where the prior says the variant brackets (placed there to fit the time)
+    block["expected_unbracketed"] = pred["expected_unbracketed"]
+    block["floor_scale"] = {v: round(x, 3) for v, x in pred["floor_scale"].items()}
+    return block
+
+
 def _parser():
     ap = argparse.ArgumentParser(prog="archscale plan", description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=None, help="wall-time budget of the whole study (CPU)")
@@ -170,9 +184,10 @@ def main(argv=None) -> int:
                                              if k in base["variants"].get(v, {})}} for v in variants}
     t = base["training"]
     ctx = ModelContext(vocab_size=base["tokenizer"]["vocab_size"], seq_len=t["seq_len"], pad_id=1, mask_id=2)
-    print(f"measuring training speed of {len(variants)} variant(s) on this machine (cached in {args.cache}) ...",
-          file=sys.stderr)
-    speeds = measure_speeds(speed_entries(variants, ctx), ctx, t["batch_size"], t["threads"], args.cache)
+    concurrency = max(1, args.cores // t["threads"])  # as many probes at once as the study runs jobs
+    print(f"measuring training speed of {len(variants)} variant(s) on this machine, {concurrency} probe(s) at once "
+          f"(cached in {args.cache}) ...", file=sys.stderr)
+    speeds = measure_speeds(speed_entries(variants, ctx), ctx, t["batch_size"], t["threads"], args.cache, concurrency)
     cost = fit_cost_model(speeds, job_overhead_s=measure_job_overhead())
     try:
         priors = read_prior(args.prior, variants)
@@ -188,12 +203,8 @@ def main(argv=None) -> int:
         print(f"archscale plan: {e}", file=sys.stderr)
         return 2
     configs = dict(cfg)
-    configs["plan"] = {"minutes": args.minutes, "cores": args.cores, "predicted_wall_s": round(pred["wall_s"], 1),
-                       "job_overhead_s": round(cost.job_overhead_s, 2),
-                       "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()},
-                       # budgets below where the prior says the variant brackets (placed there to fit the time)
-                       "expected_unbracketed": pred["expected_unbracketed"],
-                       "floor_scale": {v: round(x, 3) for v, x in pred["floor_scale"].items()}}
+    configs["plan"] = plan_block({"minutes": args.minutes, "cores": args.cores, "probe_concurrency": concurrency},
+                                 cost, pred)
     validate_config(configs, SCHEMA)  # the plan is a valid study config
     args.out.write_text("# written by `archscale plan` (training/plan_cli.py); edit freely\n"
                         + yaml.safe_dump(configs, sort_keys=False))
@@ -249,12 +260,8 @@ def gpu_main(args) -> int:
         return 2
     memory = DEVICE_MEMORY_GB.get(device.lower(), 80)
     configs = dict(cfg)
-    configs["plan"] = {"gpus": args.gpus, "hours": args.hours, "device": cost.notes["device"],
-                       "mfu": cost.notes["mfu"], "predicted_wall_s": round(pred["wall_s"], 1),
-                       "job_overhead_s": round(cost.job_overhead_s, 2),
-                       "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()},
-                       "expected_unbracketed": pred["expected_unbracketed"],
-                       "floor_scale": {v: round(x, 3) for v, x in pred["floor_scale"].items()}}
+    configs["plan"] = plan_block({"gpus": args.gpus, "hours": args.hours, "device": cost.notes["device"],
+                                  "mfu": cost.notes["mfu"]}, cost, pred)
     validate_config(configs, SCHEMA)
     args.out.write_text("# written by `archscale plan --gpus` (training/plan_cli.py); edit freely\n"
                         + yaml.safe_dump(configs, sort_keys=False))

@@ -26,6 +26,45 @@ def test_the_cost_model_recovers_a_synthetic_cost_law():
     assert fitted.job_seconds("gpt2", 1e6, 1e6) == pytest.approx(5.0 + fitted.sec_per_token("gpt2", 1e6) * 1e6)
 
 
+def test_probed_sizes_keep_their_own_speed_and_the_line_serves_beyond_them():
+    line = (1e-5, 1e-11)
+    probed = [(1e6, 4e-5), (4e6, 9e-5)]  # the line would say 2e-5 and 5e-5
+    cost = plan.CostModel({"gpt2": line}, measured={"gpt2": probed})
+    assert cost.sec_per_token("gpt2", 1e6) == pytest.approx(4e-5)
+    assert cost.sec_per_token("gpt2", 4e6) == pytest.approx(9e-5)
+    assert cost.sec_per_token("gpt2", 2e6) == pytest.approx(6e-5)  # log-log midway: sqrt(4e-5 x 9e-5)
+    assert cost.sec_per_token("gpt2", 8e6) == pytest.approx(1e-5 + 8e-5)  # beyond the probes: the line
+    # a plan's block carries them into the one cost model the DAG and the report use
+    cfg = {"variants": {"gpt2": {}}, "training": {"gpus": 0, "threads": 1},
+           "plan": {"cost": {"gpt2": {"c0": line[0], "c1": line[1]}}, "speeds": {"gpt2": [list(p) for p in probed]}}}
+    assert plan.config_cost_model(cfg).sec_per_token("gpt2", 1e6) == pytest.approx(4e-5)
+    # a fitted model keeps the probes it was fitted on
+    speeds = pd.DataFrame([{"variant": "gpt2", "size": s, "flops_per_token": f, "sec_per_token": t}
+                           for s, (f, t) in zip(("a", "b"), probed)])
+    assert plan.fit_cost_model(speeds).sec_per_token("gpt2", 1e6) == pytest.approx(4e-5)
+
+
+def test_the_probe_runs_as_many_processes_at_once_as_the_study_runs_jobs(tmp_path):
+    from models.registry import ModelContext
+
+    import models
+
+    ctx = ModelContext(vocab_size=256, seq_len=32, pad_id=1, mask_id=2)
+    spec = models.get_variant("gpt2")
+    entries = []
+    for name in ("xxxs", "xxs", "xs"):
+        size = models.resolve_size(spec, name, ctx)
+        entries.append({"variant": "gpt2", "size": name, "size_config": size.as_dict(),
+                        "flops_per_token": spec.account(size, ctx).train_flops_per_token})
+    speeds = plan.measure_speeds(entries, ctx, 4, 1, tmp_path, concurrency=2)
+    (a0, a1), (b0, b1) = speeds.attrs["windows"]
+    assert max(a0, b0) < min(a1, b1)  # the two probing processes overlapped in time
+    assert (speeds["sec_per_token"] > 0).all() and list(speeds["size"]) == ["xxxs", "xxs", "xs"]
+    assert len(list(tmp_path.glob("speeds-*-x2.json"))) == 1  # cached apart from a lone probe's speeds
+    again = plan.measure_speeds(entries, ctx, 4, 1, tmp_path, concurrency=2)
+    assert again.attrs["windows"] == [] and again["sec_per_token"].tolist() == speeds["sec_per_token"].tolist()
+
+
 def test_the_schedule_runs_cooldowns_after_their_stable_run_on_the_free_slots():
     jobs = [{"job": "a/stable", "lineage": "a", "kind": "stable", "seconds": 10.0},
             {"job": "b/stable", "lineage": "b", "kind": "stable", "seconds": 4.0},
@@ -76,7 +115,8 @@ def test_a_plan_fits_its_budget_and_is_a_valid_study(base):
 
 
 def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monkeypatch, capsys):
-    def speeds(entries, ctx, batch_size, threads, cache_dir):
+    def speeds(entries, ctx, batch_size, threads, cache_dir, concurrency):
+        assert concurrency == 2  # --cores 2, one thread a job: the probe runs two at once, as the study will
         return pd.DataFrame([{**e, "sec_per_token": COST.sec_per_token(e["variant"], e["flops_per_token"])}
                              for e in entries])
 
@@ -89,6 +129,7 @@ def test_archscale_plan_writes_a_config_the_schema_accepts(base, tmp_path, monke
     base_cfg = yaml.safe_load((plan_cli.ROOT / "config" / "config.yaml").read_text())
     assert all(cfg["variants"][v]["lr"] == base_cfg["variants"][v]["lr"] for v in VARIANTS)  # the base's lr kept
     assert cfg["plan"]["predicted_wall_s"] <= 600 and set(cfg["plan"]["cost"]) == set(VARIANTS)
+    assert set(cfg["plan"]["speeds"]) == set(VARIANTS) and cfg["plan"]["probe_concurrency"] == 2
     printed = capsys.readouterr().out
     assert "predicted wall time:" in printed and "budgets (accounted FLOPs) [sizes]" in printed
     assert "expected bracketed: " in printed and "expected_unbracketed" in cfg["plan"]
