@@ -2,7 +2,7 @@
 # Thin on purpose: config + validation, the rule files, and the target.
 import sys
 
-from training.study import StudyError, epoch_warnings, load_study
+from study.config import StudyError, epoch_warnings, load_study
 
 # The default study, unless a study is given with --configfile: then that file (plus schema
 # defaults) is the whole study, not merged into the default one.

@@ -146,7 +146,7 @@ def summary_lines(tables: dict, caught: list) -> list[str]:
     if fits is not None and len(fits) and "primary" in fits:  # the primary frontier's fits and Approach 3
         fits = fits[fits["primary"].astype(bool) | (fits["form"] == "approach3")]
     lines += _status_lines(fits, "L(C) fits", "form")
-    lines += _status_lines(tables.get("ln_fits"), "L(N) fits with N =", "n_measure")
+    lines += _status_lines(tables.get("size_fits"), "L(N) fits with N =", "n_measure")
     lines += _status_lines(tables.get("extrapolation"), "extrapolation", "form")
     lines += [line for line in [prediction_summary(tables.get("predictions"))] if line]
     if caught:

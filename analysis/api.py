@@ -2,7 +2,7 @@
 
     import analysis
     res = analysis.fit_frontier(curves, "gpt2")            # pure L(C) on the primary frontier
-    res.params, res.conf_int(level=0.95), res.summary()    # estimates, intervals, a printable table
+    res.params, res.conf_int(alpha=0.05), res.summary()    # estimates, 95% intervals, a printable table
     res.plot()                                             # a matplotlib Figure (ax=None makes one)
     analysis.compare(res, analysis.fit_frontier(curves, "reformer"))
 
@@ -39,19 +39,20 @@ class FrontierResults:
         return pd.Series({k: v for k, v in self.fit.params().items() if not (self.fit.form == "pure" and k == "E")},
                          name=self.variant)
 
-    def conf_int(self, level: float = 0.95) -> pd.DataFrame:
-        """(lower, upper) per parameter at `level` (named so as not to clash with the exponent alpha)."""
-        if not 0 < level < 1:
-            raise ValueError(f"conf_int: level={level!r} must lie in (0, 1), e.g. 0.95")
-        return self.fit.conf_int(1 - level).loc[self.params.index]
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """(lower, upper) per parameter at level 1 - alpha, as statsmodels and every fit in this package
+        name it (the argument, not the exponent `params["alpha"]`)."""
+        if not 0 < alpha < 1:
+            raise ValueError(f"conf_int: alpha={alpha!r} must lie in (0, 1), e.g. 0.05 for 95% intervals")
+        return self.fit.conf_int(alpha).loc[self.params.index]
 
-    def summary(self, level: float = 0.95) -> pd.DataFrame:
-        ci = self.conf_int(level)
+    def summary(self, alpha: float = 0.05) -> pd.DataFrame:
+        ci = self.conf_int(alpha)
         table = pd.concat([self.params.rename("estimate"), ci], axis=1)
         table.attrs["title"] = (f"{self.variant} ({self.objective}): {self.fit.form} L(C) on the {self.frontier} "
                                 f"frontier over '{self.compute}', {self.fit.n_points} points, R^2 (log) "
                                 f"{self.fit.r2_log:.3f}, {'bootstrap' if self.fit.draws is not None else 'OLS'} "
-                                f"{level:.0%} intervals")
+                                f"{1 - alpha:.0%} intervals")
         return table
 
     def plot(self, ax=None):

@@ -1,8 +1,8 @@
 """Reading and writing stage tables and figures; every file goes through ``write_file``.
 
-Writes are atomic and durable: a file is filled under a temporary name, fsync'd, renamed into
-place with ``os.replace`` and its folder fsync'd, so a crash leaves either the old file or the new
-one.  ``replace_folder`` does the same for a whole output folder (the CLI's ``--out``), and
+Writes are atomic and durable (``archscale.files``: a file is filled under a temporary name, fsync'd,
+renamed into place with ``os.replace`` and its folder fsync'd, so a crash leaves either the old file or
+the new one).  ``replace_folder`` does the same for a whole output folder (the CLI's ``--out``), and
 ``safe_name`` turns a table value (a variant, size or run name) into one file-name component.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from archscale.files import fsync_path, write_file  # noqa: F401  (the one atomic write; re-exported)
+
 FLOAT_FORMAT = "%.10g"
 MARKER = ".analysis-output"  # written into every folder ``replace_folder`` fills: "this folder is ours"
 LEGACY_TABLES = {"runs", "frontier_points", "frontier_grid", "frontier_owners", "frontier_summary", "fits",
@@ -24,36 +26,6 @@ LEGACY_TABLES = {"runs", "frontier_points", "frontier_grid", "frontier_owners", 
 _MAX_NAME = 200  # bytes; file systems allow 255 per component, leave room for a prefix and suffix
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-
-
-def fsync_path(path) -> None:
-    """fsync a file or a folder (a folder's fsync makes the names in it durable)."""
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file(path, write) -> Path:
-    """Atomically and durably create ``path``: ``write(tmp_path)`` fills a temp file, which is fsync'd,
-    moved into place with os.replace, and the folder fsync'd."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should be readable like any file
-    try:
-        write(tmp)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_path(path.parent)
-    return path
 
 
 def write_tables(tables: dict, out_dir) -> list:

@@ -18,7 +18,7 @@ from analysis.curves.table import run_table, select_best_lr, validate_curves
 from analysis.curves.transient import early_transient
 
 MIN_RUNS = 3
-STREAM_FRONTIER, STREAM_A3, STREAM_LN, STREAM_EXTRAP, STREAM_FINAL, STREAM_ISOFLOP = range(6)
+STREAM_FRONTIER, STREAM_A3, STREAM_SIZE_FITS, STREAM_EXTRAP, STREAM_FINAL, STREAM_ISOFLOP = range(6)
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,14 @@ from analysis.forecast import predict
 from analysis.frontier import approaches as finals
 from analysis.frontier.envelope import RunCurves, variant_frontier
 from analysis.options import AnalysisOptions
-from analysis.prepare import (MIN_RUNS, STREAM_A3, STREAM_EXTRAP, STREAM_ISOFLOP, STREAM_LN, Prepared, base_seed,
+from analysis.prepare import (MIN_RUNS, STREAM_A3, STREAM_EXTRAP, STREAM_ISOFLOP, STREAM_SIZE_FITS, Prepared, base_seed,
                               by_variant, frontier_fits, prepare, variant_rng)
 
 PARAM_COLS = ("alpha", "C_c", "E", "A", "B", "beta", "a", "G")
 FIT_COLS = (["variant", "objective", "form", "frontier", "primary", "status", "note", "compute", "n_runs", "n_points", "n_boot",
              "n_failed"] + [f"{p}{s}" for p in PARAM_COLS for s in ("", "_lo", "_hi")]
             + ["rmse_log", "r2_log", "huber", "c_min", "c_max"])
-LN_COLS = ["variant", "objective", "n_measure", "status", "note", "n_runs", "n_sizes", "n_boot", "n_failed",
+SIZE_FIT_COLS = ["variant", "objective", "n_measure", "status", "note", "n_runs", "n_sizes", "n_boot", "n_failed",
            "alpha", "alpha_lo", "alpha_hi", "N_c", "N_c_lo", "N_c_hi", "rmse_log", "r2_log"]
 
 
@@ -113,7 +113,7 @@ def _batch_ols_slopes(x, y, idx):
     return slope, my[:, 0] - slope * mx[:, 0]
 
 
-def _ln_rows(ident, runs: pd.DataFrame, opts, rng) -> list:
+def _size_fit_rows(ident, runs: pd.DataFrame, opts, rng) -> list:
     """L(N) = (N_c/N)^alpha on each run's final loss, with total and with non-embedding N."""
     rows = []
     idx = rng.integers(0, len(runs), size=(opts.n_boot, len(runs))) if opts.n_boot else None
@@ -158,7 +158,7 @@ def _approach3(fin: pd.DataFrame, opts: AnalysisOptions, rng):
     return a3, ""
 
 
-def _ln_table(fin: pd.DataFrame) -> pd.DataFrame:
+def _size_fit_table(fin: pd.DataFrame) -> pd.DataFrame:
     """L(N) input: each size's (and seed's) best final loss over its budgets."""
     best = fin.loc[fin.groupby(["size", "seed"])["loss"].idxmin()]
     return best.rename(columns={"loss": "final_loss"})
@@ -169,7 +169,7 @@ def fit_variant(g: pd.DataFrame, fin: pd.DataFrame, opts: AnalysisOptions, base:
     g: its prepared learning-curve rows; fin: its final points; primary: the frontier comparisons use."""
     variant, objective = g["variant"].iloc[0], g["objective"].iloc[0]
     ident = {"variant": variant, "objective": objective}
-    ln = _ln_rows(ident, _ln_table(fin), opts, variant_rng(base, variant, STREAM_LN))
+    ln = _size_fit_rows(ident, _size_fit_table(fin), opts, variant_rng(base, variant, STREAM_SIZE_FITS))
     env, env_notes, n_env = frontier_fits(g, fin, opts, base, "envelope")
     fin_fits, fin_notes, _ = frontier_fits(g, fin, opts, base, "final")
     a3, a3_note = _approach3(fin, opts, variant_rng(base, variant, STREAM_A3))
@@ -204,7 +204,7 @@ def fit_stage(curves, opts: AnalysisOptions, rng: np.random.Generator) -> dict:
     return {
         "fits": pd.DataFrame(rows).reindex(columns=FIT_COLS),
         "bootstrap": _stack(boots, ["variant", "form", "frontier", "replicate", "param", "value"]),
-        "ln_fits": pd.DataFrame(lns).reindex(columns=LN_COLS),
+        "size_fits": pd.DataFrame(lns).reindex(columns=SIZE_FIT_COLS),
         "isoflop": _stack(isos, finals.ISOFLOP_COLS),
         "allocation": _stack(allocs, finals.ALLOC_COLS),
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 STAGE_TABLES = {
     "frontier": ("final_points", "transient", "frontier_points", "frontier_grid", "frontier_owners",
                  "frontier_summary", "runs"),
-    "fit": ("fits", "bootstrap", "ln_fits", "isoflop", "allocation"),
+    "fit": ("fits", "bootstrap", "size_fits", "isoflop", "allocation"),
     "compare": ("pairs", "crossovers", "tiers", "extrapolation", "lr_choice"),
     "sensitivity": ("sensitivity", "sensitivity_summary"),
     "predict": ("predictions",),

@@ -1,9 +1,11 @@
 """archscale: how transformer architecture variants scale (a Snakemake study pipeline and its library).
 
-The library is three packages beside this one: `models` (variants, sizes, parameter and FLOP
-accounting), `training` (corpus, tokenizer, the training loop, study resolution and planning) and
-`analysis` (frontiers, fits, comparisons, figures and the report, on the learning-curve table alone).
-This package holds the command line (`archscale ...`) and the glue the workflow scripts share.
+The library is four packages beside this one: `models` (variants, sizes, parameter and FLOP
+accounting), `training` (corpus, tokenizer, the training loop, checkpoints), `study` (a config's
+resolution into runs, and planning) and `analysis` (frontiers, fits, comparisons, figures and the
+report, on the learning-curve table alone).
+This package holds the command line (`archscale ...`), the glue the workflow scripts share and the
+one code hash (`archscale.code`).
 """
 from importlib.metadata import PackageNotFoundError, version
 

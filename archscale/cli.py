@@ -2,7 +2,7 @@
 
     archscale analyze curves.csv --out DIR [...]   the analysis of a learning-curve table (python -m analysis)
     archscale sizes [--time]                       the size ladder of every variant (python -m models.sizes)
-    archscale plan --minutes 20 [...]              a study config that fits a time budget (training.plan)
+    archscale plan --minutes 20 [...]              a study config that fits a time budget (study.plan)
     archscale version
 
 Each command imports only what it needs: `archscale analyze` never imports torch.
@@ -14,7 +14,7 @@ import sys
 COMMANDS = {
     "analyze": ("analysis.__main__", "analyse a learning-curve table (python -m analysis)"),
     "sizes": ("models.sizes", "print the size ladder of every variant"),
-    "plan": ("training.plan_cli", "write a study config that fits a wall-time budget on this machine"),
+    "plan": ("study.plan_cli", "write a study config that fits a wall-time budget on this machine"),
 }
 
 

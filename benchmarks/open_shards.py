@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def build(out: Path, n_tokens: int) -> None:
-    from training.atomic import write_json
+    from archscale.files import write_json
     from training.corpus import CorpusSpec
     from training.evalset import token_counts
     from training.prepare import SHARD_TOKENS, prepare

@@ -8,7 +8,6 @@ the `from_name` of this project: the config names a preset and may override any 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -104,13 +103,12 @@ class Variant:
             raise ConfigError(f"variant {self.name}: objective={self.objective!r}; allowed: {', '.join(OBJECTIVES)}")
 
     def source_hash(self) -> str:
-        """sha256 of the files whose code this variant runs (its own file, the shared model code)."""
-        h = hashlib.sha256()
+        """Hash of the files whose code this variant runs (its own file, the shared model code)."""
+        from archscale.code import code_hash
+
         here = Path(__file__).parent
         shared = {here / "base.py", here / "accounting.py", here / "registry.py", *(here / f for f in self.uses)}
-        for path in sorted({Path(self.source_file), *shared}):
-            h.update(path.read_bytes())
-        return h.hexdigest()[:16]
+        return code_hash(sorted({Path(self.source_file), *shared}))
 
 
 REGISTRY: dict[str, Variant] = {}

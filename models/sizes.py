@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -38,23 +39,34 @@ def table(ctx: ModelContext, presets=STUDY_PRESETS) -> list[dict]:
     return rows
 
 
+def step_seconds(model, opt, ctx: ModelContext, batch: int = 8, steps: int = 6, clip: float | None = None) -> float:
+    """Median seconds of one training step (forward, backward, gradient clipping when `clip`, the optimiser's
+    step) on real-shaped random ids, after one warm-up step: the one step timer (`archscale sizes --time`
+    and the planner's probe, study/plan.py)."""
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for i in range(steps + 1):
+        x = torch.randint(4, ctx.vocab_size, (batch, ctx.seq_len), generator=gen)  # (B, T)
+        t0 = time.perf_counter()
+        loss = model.training_loss(x, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.unique_parameters(), clip)
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def measure_speed(name: str, preset: str, ctx: ModelContext, batch: int = 8, steps: int = 6) -> float:
-    """Training tokens/s of a plain AdamW loop (after one warm-up step)."""
+    """Training tokens/s of a plain AdamW loop (step_seconds)."""
     v = get_variant(name)
     torch.manual_seed(0)
     model = v.build(resolve_size(v, preset, ctx), ctx)
     model.train()
     opt = torch.optim.AdamW(model.unique_parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(4, ctx.vocab_size, (batch, ctx.seq_len), generator=gen)
-    for i in range(steps + 1):
-        if i == 1:
-            t0 = time.perf_counter()
-        loss = model.training_loss(x, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * x.numel() / (time.perf_counter() - t0)
+    return batch * ctx.seq_len / step_seconds(model, opt, ctx, batch, steps)
 
 
 def main(argv=None):

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from analysis.curves.table import CurveTableError, validate_curves
-from training.atomic import write_text
+from archscale.files import write_text
 from training.corpus import CorpusSpec, load_units
 from training.data import check_corpus_size
 from training.errors import InputError
-from training.study import StudyError, load_study
+from study.config import StudyError, load_study
 from training.shards import open_tokens
 
 SCHEMA = "workflow/schemas/config.schema.yaml"

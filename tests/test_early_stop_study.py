@@ -35,7 +35,7 @@ def stopped_study(root, smoke_study, tmp_path_factory):
 
 def test_the_stable_run_off_the_bracket_stops_at_its_check_and_its_later_budgets_are_recorded_stopped(
         root, stopped_study, monkeypatch):
-    from training.study import load_study
+    from study.config import load_study
 
     monkeypatch.chdir(stopped_study)  # the config names its reference relative to the study's folder
     cfg = yaml.safe_load((stopped_study / "config.yaml").read_text())

@@ -6,7 +6,7 @@ import math
 import yaml
 
 from snakemake_helpers import snakemake, training_jobs
-from training.study import load_study
+from study.config import load_study
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 
@@ -39,7 +39,7 @@ def test_its_dag_builds_without_a_gpu_or_the_data(root, tmp_path):
     assert counts["stable"] == 41 and counts["cooldown"] == 90 and counts["tokens"] == 1 and counts["report"] == 1
     assert "gpu=1" in text
     # its jobs' time limits and priorities come from the plan's cost model: H100 peak x the planning MFU
-    from training import plan
+    from study import plan
 
     study = load_study(yaml.safe_load((root / "config" / "gpu.yaml").read_text()), root / SCHEMA)
     cost = plan.config_cost_model(study["config"])

@@ -11,7 +11,7 @@ def _priorities(text: str) -> dict:
 
 
 def test_training_jobs_are_prioritised_by_expected_cost(root, tmp_path):
-    from training.study import load_study
+    from study.config import load_study
 
     shutil.copy(root / "tests" / "smoke" / "config.yaml", tmp_path / "config.yaml")
     out = snakemake(root, tmp_path, "-n", "--forceall")
@@ -36,10 +36,10 @@ def test_training_jobs_are_prioritised_by_expected_cost(root, tmp_path):
 
 
 def test_a_planned_config_sizes_its_jobs_with_the_plans_cost_model(root, tmp_path):
-    """One cost model (training/plan.py) gives the plan's predicted times and the DAG's runtime and priority:
+    """One cost model (study/plan.py) gives the plan's predicted times and the DAG's runtime and priority:
     a config with a `plan:` cost model (what `archscale plan` writes) gets exactly its predictions."""
-    from training import plan
-    from training.study import load_study
+    from study import plan
+    from study.config import load_study
 
     cfg = yaml.safe_load((root / "tests" / "smoke" / "config.yaml").read_text())
     cfg["plan"] = {"cost": {v: {"c0": 2e-4, "c1": 1e-11} for v in cfg["variants"]}, "job_overhead_s": 50.0}

@@ -17,7 +17,7 @@ from analysis.report.pdf import (SECTIONS, ReportInputs, build_report, ci, fmt, 
                              planned_bracketing_sentence)
 from analysis.stages import analyse, fit_stage
 from analysis.synthetic import synthetic_curves
-from training.study import validate_config
+from study.config import validate_config
 
 
 @pytest.fixture(scope="module")

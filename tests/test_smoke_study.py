@@ -22,7 +22,7 @@ def study(smoke_study):
 
 
 def _study(root, study):
-    from training.study import load_study
+    from study.config import load_study
 
     cfg = yaml.safe_load((study / "config.yaml").read_text())
     return load_study(cfg, root / "workflow" / "schemas" / "config.schema.yaml")
@@ -69,7 +69,7 @@ def test_adding_a_budget_reruns_only_its_cooldowns_and_the_analysis(root, study)
     inside.write_text(yaml.safe_dump(cfg))
     out = snakemake(root, study, "-n", "--quiet", "rules", config=inside)
     jobs = _job_counts(out.stdout + out.stderr)
-    from training.study import load_study
+    from study.config import load_study
 
     new = [r for r in load_study(cfg, root / "workflow" / "schemas" / "config.schema.yaml")["runs"]
            if r["budget"] == "C2e10"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from training.atomic import atomic_path, write_json
+from archscale.files import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from tqdm import tqdm
 import models
 from models.registry import ModelContext, resolve_size
 from training import checkpoint, evalset
-from training.atomic import write_json, write_text
+from archscale.files import write_json, write_text
 from training.data import check_corpus_size, train_batch
 from training.device import autocast, device_name, peak_flops, pick_device, to_device
 from training.errors import InputError

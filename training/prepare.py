@@ -32,7 +32,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from training.atomic import atomic_path, write_json
+from archscale.files import atomic_path, write_json
 from training.corpus import CorpusSpec, Splitter, always_trains, held_out_score, iter_documents
 from training.errors import InputError
 from training.shards import BLOCK_TOKENS, ShardWriter

@@ -627,7 +627,7 @@ def _accounting(pdf: _PDF, inp: ReportInputs, form: str) -> None:
         alt_col = inp.alt_fits["compute"].iloc[0]
         pdf.para(f"Ranking with the other compute column ('{alt_col}'):")
         pdf.table(ranking(inp.alt_fits, form))
-    ln = inp.tables.get("ln_fits", pd.DataFrame())
+    ln = inp.tables.get("size_fits", pd.DataFrame())
     if not ln.empty:
         pdf.para("L(N) on each size's best final loss, with total and with non-embedding N (the parameter count changes "
                  "the exponent). The figure shares one axis across objectives for layout only: compare levels within "

@@ -159,7 +159,7 @@ def plot_loss_vs_params(curves, tables: dict, ax=None, palette=None):
     runs = tables["runs"]
     runs = runs[runs["used"].astype(bool)]
     palette = palette or variant_palette(runs["variant"])
-    ln = tables.get("ln_fits", pd.DataFrame(columns=["variant", "n_measure", "status"]))
+    ln = tables.get("size_fits", pd.DataFrame(columns=["variant", "n_measure", "status"]))
     for v, g in runs.groupby("variant"):
         ax.plot(g["params_nonembedding"], g["final_loss"], "o", color=palette[v], label=v)
         f = ln[(ln["variant"] == v) & (ln["n_measure"] == "nonembedding") & (ln["status"] == "ok")]

@@ -27,10 +27,10 @@ def test_pure_fit_has_ols_intervals_without_a_bootstrap(kaplan):
     assert res.frontier == "envelope" and list(res.params.index) == ["alpha", "C_c"]
     ols = sm.OLS(np.log(res.points["loss"]), sm.add_constant(np.log(res.points["compute"]))).fit()
     lo, hi = ols.conf_int(0.05).iloc[1]  # slope = -alpha
-    ci = res.conf_int(level=0.95)
+    ci = res.conf_int(alpha=0.05)
     assert ci.loc["alpha", "lower"] == pytest.approx(-hi) and ci.loc["alpha", "upper"] == pytest.approx(-lo)
     assert ci.loc["C_c", "lower"] < res.params["C_c"] < ci.loc["C_c", "upper"]
-    assert res.conf_int(0.5).loc["alpha", "lower"] > ci.loc["alpha", "lower"]  # a narrower level
+    assert res.conf_int(0.5).loc["alpha", "lower"] > ci.loc["alpha", "lower"]  # a 50% interval is narrower
     table = res.summary()
     assert list(table.columns) == ["estimate", "lower", "upper"] and "OLS 95% intervals" in table.attrs["title"]
 
@@ -61,8 +61,8 @@ def test_bad_calls_name_the_problem(kaplan):
         analysis.fit_frontier(kaplan)
     with pytest.raises(ValueError, match="no variant 'gpt9'"):
         analysis.fit_frontier(kaplan, "gpt9")
-    with pytest.raises(ValueError, match="level=95"):
-        analysis.fit_frontier(kaplan, "v0").conf_int(level=95)
+    with pytest.raises(ValueError, match="alpha=95"):
+        analysis.fit_frontier(kaplan, "v0").conf_int(alpha=95)
 
 
 @pytest.mark.parametrize("frontier", ["final", "envelope"])
@@ -93,7 +93,7 @@ def test_the_notebook_api_and_the_pipeline_give_the_same_alphas_intervals_and_ve
                                         rng=np.random.default_rng(opts.seed))
             results[(variant, form)] = res
             assert res.fit.alpha == row["alpha"]
-            lo, hi = res.conf_int(opts.ci_level).loc["alpha"]
+            lo, hi = res.conf_int(1 - opts.ci_level).loc["alpha"]
             assert (lo, hi) == (row["alpha_lo"], row["alpha_hi"])
     if frontier != tables["fits"].loc[tables["fits"]["primary"], "frontier"].iloc[0]:
         return  # the pipeline compares variants on its primary frontier only

@@ -51,7 +51,7 @@ def test_misfitting_ln_total_vs_nonembedding():
                            "params_total": best["N"], "params_nonembedding": best["N_no_emb"],
                            "tokens": best["D"], "flops": best["C"], "flops_6n": best["C_6ND"],
                            "loss": best["loss"]})
-    ln = stages.fit_stage(curves, AnalysisOptions(n_boot=200, n_boot_approach3=0), np.random.default_rng(0))["ln_fits"]
+    ln = stages.fit_stage(curves, AnalysisOptions(n_boot=200, n_boot_approach3=0), np.random.default_rng(0))["size_fits"]
     ln = ln.set_index("n_measure")
     assert set(ln.index) == {"total", "nonembedding"}
     assert (ln["status"] == "ok").all() and (ln["n_sizes"] == 11).all()

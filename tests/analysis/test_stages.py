@@ -62,7 +62,7 @@ def test_fit_refused_with_fewer_than_3_runs(study):
 
 
 def test_tables_well_formed(tables):
-    for name in ("frontier_points", "frontier_grid", "frontier_summary", "fits", "bootstrap", "ln_fits",
+    for name in ("frontier_points", "frontier_grid", "frontier_summary", "fits", "bootstrap", "size_fits",
                  "pairs", "crossovers", "tiers", "extrapolation", "lr_choice", "runs"):
         assert name in tables, name
     fits = tables["fits"]

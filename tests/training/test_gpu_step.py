@@ -13,7 +13,7 @@ from training.device import known_peak, peak_flops
 from training.errors import InputError
 from training.hparams import size_hparams
 from training.loop import TrainConfig, run
-from training.study import StudyError, load_study
+from study.config import StudyError, load_study
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 BASE = dict(tokens=64 * 8 * 30, seq_len=64, batch_size=8, eval_points=5, eval_tokens=2048, eval_batch_size=8,

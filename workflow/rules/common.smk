@@ -1,12 +1,12 @@
 # Named helpers the rules use (no logic in lambdas), and the study's run table.
-import hashlib
 import os
 import sys
 from pathlib import Path
 
 from analysis.table_list import STAGE_TABLES
-from training import plan
-from training.study import flops_per_token
+from archscale.code import code_hash
+from study import plan
+from study.config import flops_per_token
 
 RESULTS = config["results_dir"]
 DATA = f"{RESULTS}/data"
@@ -15,11 +15,10 @@ RUNS = {r["run_id"]: r for r in STUDY["runs"]}  # final runs: one per (lineage, 
 STABLES = {s["lineage"]: s for s in STUDY["stables"]}  # wsd: one stable run per lineage
 VARIANTS = list(STUDY["variants"])
 # the code a training job runs besides its model (the model's own files are in the study's source_hash):
-# whole package folders, so that no module can be forgotten in a hand-kept list
+# whole package folders, so that no module can be forgotten in a hand-kept list. The study package (config
+# resolution, `archscale plan`) designs the study and reaches a job through its params; training/ never
+# imports it (tests/study/test_plan.py checks), so editing it retrains nothing
 TRAIN_CODE = ("training", "archscale/workflow.py", "workflow/scripts/train.py")
-# ... except the planner (`archscale plan`, and the report's predicted job times), which no training job
-# imports (tests/training/test_plan.py checks): editing it must not retrain a finished study
-PLANNER_CODE = ("training/plan.py", "training/plan_cli.py")
 # a lineage is (variant, size, seed, lr); each of its budgets is a run in a folder of its own
 LINEAGE_DIR = f"{RESULTS}/runs/{{variant}}/{{size}}/seed{{seed}}_lr{{lr}}"
 RUN_DIR = f"{LINEAGE_DIR}/{{budget}}"
@@ -35,19 +34,11 @@ wildcard_constraints:
     compute="flops|flops_6n",
 
 
-def source_hash(*paths, exclude=()):
-    """sha256 of the source files a job runs: Snakemake tracks params, not script contents."""
-    h = hashlib.sha256()
-    skip = {Path(workflow.basedir, x) for x in exclude}
-    for path in paths:
-        for f in (
-            sorted(Path(workflow.basedir, path).glob("**/*.py"))
-            if Path(workflow.basedir, path).is_dir()
-            else [Path(workflow.basedir, path)]
-        ):
-            if f not in skip:
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+def source_hash(*paths):
+    """Hash of the source files a job runs (archscale.code.code_hash): Snakemake tracks params, not script
+    contents. Paths are relative to the workflow's folder; a folder stands for its .py files.
+    """
+    return code_hash(Path(workflow.basedir, p) for p in paths)
 
 
 def tokenizer_params():
@@ -86,7 +77,7 @@ def prepare_threads():
 # analysis code each stage runs: the whole analysis package (and the glue the scripts share)
 STATS_CODE = ("analysis", "archscale/workflow.py")
 FIGURES_CODE = STATS_CODE
-REPORT_CODE = STATS_CODE + ("workflow/scripts/report.py", "training/plan.py")
+REPORT_CODE = STATS_CODE + ("workflow/scripts/report.py", "study/plan.py")
 
 
 def lineage_of(wildcards):
@@ -179,7 +170,7 @@ def train_source_hash(wildcards):
     """The model's and the training code's hash; a stable run under the early-stop rule also runs the analysis
     package (its predictions), so with the rule enabled, and only then, that code reruns them too.
     """
-    h = f"{run_of(wildcards)['source_hash']}-{source_hash(*TRAIN_CODE, exclude=PLANNER_CODE)}"
+    h = f"{run_of(wildcards)['source_hash']}-{source_hash(*TRAIN_CODE)}"
     if config["training"]["early_stop"]["enabled"] and "budget" not in wildcards.keys():
         h += f"-{source_hash('analysis')}"
     return h
@@ -190,7 +181,7 @@ def train_gpus(wildcards):
     return run_of(wildcards)["gpus"]
 
 
-# One cost model (training/plan.py) sizes every training job: the plan, the report's predicted times and
+# One cost model (study/plan.py) sizes every training job: the plan, the report's predicted times and
 # these resources. Its prior where no plan was written is rough; only the order of the priorities is used.
 COST = plan.config_cost_model(config)
 FPT = flops_per_token(STUDY)
@@ -202,12 +193,12 @@ def expected_seconds(wildcards):
 
 
 def train_mem_mb(wildcards, attempt):
-    """Host memory: weights + AdamW state, and on a CPU the activations (training/plan.py host_memory_mb)."""
+    """Host memory: weights + AdamW state, and on a CPU the activations (study/plan.py host_memory_mb)."""
     return plan.host_memory_mb(run_of(wildcards), config, attempt)
 
 
 def train_runtime(wildcards, attempt):
-    """Minutes: a margin over the job's predicted time (training/plan.py runtime_minutes)."""
+    """Minutes: a margin over the job's predicted time (study/plan.py runtime_minutes)."""
     return plan.runtime_minutes(expected_seconds(wildcards), attempt)
 
 

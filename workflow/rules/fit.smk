@@ -8,7 +8,7 @@ rule fit:
     output:
         fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/fits.csv",
         bootstrap=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/bootstrap.csv",
-        ln_fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/ln_fits.csv",
+        size_fits=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/size_fits.csv",
         isoflop=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/isoflop.csv",
         allocation=f"{RESULTS}/analysis/fit/{{variant}}/{{compute}}/allocation.csv",
     log:

@@ -3,7 +3,7 @@ from archscale.workflow import setup
 log = setup(snakemake)
 from pathlib import Path  # noqa: E402
 
-from training.atomic import write_json, write_text  # noqa: E402
+from archscale.files import write_json, write_text  # noqa: E402
 from training.collect import baselines, collect  # noqa: E402
 from training.shards import open_tokens  # noqa: E402
 

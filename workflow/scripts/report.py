@@ -30,8 +30,8 @@ def commit():
 
 def predicted_job_seconds(config) -> dict:
     """Job -> seconds the plan's cost model predicts (config `plan:` written by `archscale plan`), or {}."""
-    from training.plan import config_cost_model, study_jobs
-    from training.study import resolve
+    from study.plan import config_cost_model, study_jobs
+    from study.config import resolve
 
     cost = config_cost_model(config)
     if cost.notes.get("source") != "plan":  # a prior predicts no job's time worth setting beside its measured one

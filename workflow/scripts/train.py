@@ -18,7 +18,7 @@ from training.loop import EXECUTION_FIELDS, TrainConfig, skip_cooldown  # noqa: 
 if gpus and not torch.cuda.is_available():  # e.g. a SLURM job given no GPU, or fake device slots
     log.warning("warning: this run asks for %d GPU(s) (training.gpus) and no CUDA device is visible to it: "
                 "it trains on the CPU", gpus)
-from training.study import lineage_budgets, stable_plan  # noqa: E402
+from study.config import lineage_budgets, stable_plan  # noqa: E402
 
 w = snakemake.wildcards
 lineage = f"{w.variant}/{w.size}/seed{w.seed}_lr{w.lr}"

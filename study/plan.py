@@ -16,11 +16,8 @@ loop, so planning twice costs seconds.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,39 +31,28 @@ PROBE_STEPS = 6
 
 def machine_key(threads: int) -> str:
     """Machine, thread count and the code that trains: a cached probe is valid only for all three."""
+    from archscale.code import code_hash, machine
+
     here = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256(f"{platform.node()}|{platform.processor()}|{os.cpu_count()}|{threads}".encode())
-    for path in sorted((here / "models").glob("*.py")) + [here / "training" / "loop.py"]:
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    return code_hash([here / "models", here / "training" / "loop.py"], salt=machine(threads))
 
 
 def probe_step_seconds(variant: str, size_name: str, overrides: dict, ctx, batch_size: int, threads: int = 1,
                        steps: int = PROBE_STEPS) -> float:
-    """Median seconds of one training step (forward, backward, clip, AdamW) on real-shaped random ids,
-    after one warm-up step."""
+    """Median seconds of one training step of the training loop's optimiser (AdamW, its weight-decay groups)
+    with its gradient clipping, timed by models.sizes.step_seconds."""
     import torch
 
     import models
+    from models.sizes import step_seconds
     from training.loop import TrainConfig, make_optimizer
 
     torch.set_num_threads(threads)
     spec = models.get_variant(variant)
     model = spec.build(models.resolve_size(spec, size_name, ctx, **overrides), ctx)
-    opt = make_optimizer(model, TrainConfig(batch_size=batch_size, seq_len=ctx.seq_len))
-    gen = torch.Generator().manual_seed(0)
-    times = []
-    for i in range(steps + 1):
-        x = torch.randint(4, ctx.vocab_size, (batch_size, ctx.seq_len), generator=gen)
-        t0 = time.perf_counter()
-        loss = model.training_loss(x, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.unique_parameters(), 1.0)
-        opt.step()
-        if i:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    model.train()
+    cfg = TrainConfig(batch_size=batch_size, seq_len=ctx.seq_len)
+    return step_seconds(model, make_optimizer(model, cfg), ctx, batch_size, steps, clip=cfg.grad_clip)
 
 
 def _probe_all(entries: list[dict], ctx, batch_size: int, threads: int, barrier=None, results=None, tag=0) -> dict:
@@ -250,7 +236,7 @@ def fit_cost_model(speeds: pd.DataFrame, job_overhead_s: float = 5.0) -> CostMod
 
 
 def job_cost(entry: dict, config: dict, fpt: dict, cost: CostModel) -> dict:
-    """One training job of a resolved study (a stable run or a budget's run of training/study.py) with its
+    """One training job of a resolved study (a stable run or a budget's run of study/config.py) with its
     predicted seconds: its tokens (a cooldown's from its branch on), its evaluations and its steps."""
     t = config["training"]
     tokens_per_step = entry["train_config"]["batch_size"] * t["seq_len"]  # the size's own batch
@@ -268,8 +254,8 @@ def job_cost(entry: dict, config: dict, fpt: dict, cost: CostModel) -> dict:
 
 
 def study_jobs(study: dict, cost: CostModel) -> list[dict]:
-    """Every training job of a resolved study (training.study.load_study) with its predicted seconds."""
-    from training.study import flops_per_token
+    """Every training job of a resolved study (study.config.load_study) with its predicted seconds."""
+    from study.config import flops_per_token
 
     fpt = flops_per_token(study)
     return [job_cost(e, study["config"], fpt, cost) for e in study.get("stables", []) + study["runs"]]
@@ -497,7 +483,7 @@ FIXED_OVERHEAD_S = 120.0  # corpus, tokenizer, and the analysis and report jobs 
 
 def predict(config: dict, schema_path, cost: CostModel, cores: int) -> dict:
     """Predicted seconds of a study config: per job, per variant (core-seconds) and wall time."""
-    from training.study import resolve, validate_config
+    from study.config import resolve, validate_config
 
     study = resolve(validate_config(config, schema_path))
     jobs = study_jobs(study, cost)
@@ -531,7 +517,7 @@ def plan_grid(base: dict, schema_path, ladders: dict, priors, seconds: float, co
     the prediction then says which budgets lie below their floor (not expected to bracket) and how long the
     smallest grid with every floor would take. Returns (config, prediction: study, jobs, wall_s,
     per_variant_s, expected_unbracketed, floors_wall_s, floor_scale {variant: factor})."""
-    from training.study import StudyError
+    from study.config import StudyError
 
     args = (base, schema_path, ladders, priors, seconds, cores, cost, n_budgets, ratio, sizes_per_budget, lo, hi)
     try:
@@ -564,7 +550,7 @@ def plan_grid(base: dict, schema_path, ladders: dict, priors, seconds: float, co
 
 def _bisect(base, schema_path, ladders, priors, seconds, cores, cost, n_budgets, ratio, sizes_per_budget, lo, hi,
             floor_scale):
-    from training.study import StudyError
+    from study.config import StudyError
 
     best = None
     for _ in range(40):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -420,23 +419,24 @@ def check_results_dir(config: dict, workdir=None) -> None:
 
 
 def load_study(config: dict, schema_path, cache_dir=None) -> dict:
+    from archscale.code import code_hash
+
     config = validate_config(config, schema_path)
     if config["results_dir"].startswith("~"):  # Snakemake would make a folder literally named '~'
         config["results_dir"] = os.path.expanduser(config["results_dir"])
     check_results_dir(config)
     check_early_stop(config["training"])  # before the cache: the reference may have gone since
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     given = [p for p in _local_tokenizer(config["tokenizer"]) if p]
     given = [f for p in given for f in ([Path(p)] if Path(p).is_file() else sorted(Path(p).glob("*.json")))]
-    for path in sorted((ROOT / "models").glob("*.py")) + [Path(schema_path), Path(__file__)] + given:
-        key.update(path.read_bytes())
-    cache = Path(cache_dir) / f"study-{key.hexdigest()[:20]}.json" if cache_dir else None
+    key = code_hash([ROOT / "models", Path(schema_path), Path(__file__), *given],
+                    salt=json.dumps(config, sort_keys=True), length=20)
+    cache = Path(cache_dir) / f"study-{key}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return json.loads(cache.read_text())
     # canonical key order, so params compare equal whether or not the cache was used
     study = json.loads(json.dumps(resolve(config), sort_keys=True))
     if cache is not None:
-        from training.atomic import write_json
+        from archscale.files import write_json
 
         try:
             write_json(cache, study)

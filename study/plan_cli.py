@@ -8,12 +8,12 @@ GPUs (`--gpus`): the base is config/gpu.yaml and the sizes its GPU ladder (g1m-g
 token is its accounted FLOPs over the device's dense bf16 peak (training/device.py's table) times a
 planning MFU (`--mfu`, default 0.35, stated: not a measurement), or, on a machine with that CUDA device,
 a short probe of each variant's sizes there; without a study of one's own (`--prior`) the expected
-optimum per budget is Chinchilla's D = 20 N under the accounted FLOPs (training.plan.chinchilla_points);
+optimum per budget is Chinchilla's D = 20 N under the accounted FLOPs (study.plan.chinchilla_points);
 five budgets spanning 100x by default. It prints per job its GPU-hours, GPU memory and micro-batch, per
 variant its GPU-hours and the budgets it expects to bracket. The CPU mode:
 
 1. Measures the training speed of every variant's size ladder on this machine (a few steps each,
-   cached in .snakemake/archscale by machine and code) and fits the cost model of training/plan.py.
+   cached in .snakemake/archscale by machine and code) and fits the cost model of study/plan.py.
 2. Places `--budgets` IsoFLOP levels `--ratio` apart, each with the `--sizes-per-budget` ladder sizes
    nearest the variant's own expected optimum (its prior N_opt(C): the optima of a previous study with
    --prior results/analysis, else the default study's, config/plan_prior.csv; a variant whose optimum at
@@ -68,8 +68,8 @@ def prior_points(path) -> pd.DataFrame:
 
 
 def read_prior(path, variants) -> dict:
-    """{variant: Prior} (training.plan.fit_priors) from `path` (see prior_points), else the default study's."""
-    from training.plan import fit_priors
+    """{variant: Prior} (study.plan.fit_priors) from `path` (see prior_points), else the default study's."""
+    from study.plan import fit_priors
 
     return fit_priors(prior_points(path or DEFAULT_PRIOR), variants)
 
@@ -116,7 +116,7 @@ def measure_job_overhead() -> float:
 
 def plan_block(head: dict, cost, pred: dict) -> dict:
     """The `plan:` block of a written config: `head` (the budget the plan was asked for), the predicted wall
-    time, the cost model (training.plan.config_cost_model reads it back: the DAG's job resources and the
+    time, the cost model (study.plan.config_cost_model reads it back: the DAG's job resources and the
     report's predicted times use it) and the budgets not expected to bracket."""
     block = {**head, "predicted_wall_s": round(pred["wall_s"], 1), "job_overhead_s": round(cost.job_overhead_s, 2),
              "cost": {v: {"c0": c0, "c1": c1} for v, (c0, c1) in cost.coef.items()}}
@@ -153,8 +153,8 @@ def _parser():
 
 def main(argv=None) -> int:
     from models.registry import ModelContext
-    from training.plan import fit_cost_model, measure_speeds, plan_grid
-    from training.study import StudyError, validate_config
+    from study.plan import fit_cost_model, measure_speeds, plan_grid
+    from study.config import StudyError, validate_config
 
     args = _parser().parse_args(argv)
     gpu = args.gpus is not None
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     configs["plan"] = plan_block({"minutes": args.minutes, "cores": args.cores, "probe_concurrency": concurrency},
                                  cost, pred)
     validate_config(configs, SCHEMA)  # the plan is a valid study config
-    args.out.write_text("# written by `archscale plan` (training/plan_cli.py); edit freely\n"
+    args.out.write_text("# written by `archscale plan` (study/plan_cli.py); edit freely\n"
                         + yaml.safe_dump(configs, sort_keys=False))
     _print_plan(configs, pred)
     return 0
@@ -217,8 +217,8 @@ def gpu_main(args) -> int:
     import models
     from models.presets import GPU_SIZES
     from models.registry import ModelContext
-    from training.plan import (DEFAULT_MFU, DEVICE_MEMORY_GB, fit_priors, gpu_cost_model, plan_grid)
-    from training.study import StudyError, validate_config, vocab_size_of
+    from study.plan import (DEFAULT_MFU, DEVICE_MEMORY_GB, fit_priors, gpu_cost_model, plan_grid)
+    from study.config import StudyError, validate_config, vocab_size_of
 
     if args.gpus < 1 or args.hours <= 0 or args.budgets < 3 or args.sizes_per_budget < 3 or args.ratio <= 1:
         print("archscale plan: needs --gpus >= 1, --hours > 0, --budgets >= 3, --sizes-per-budget >= 3, --ratio > 1",
@@ -247,7 +247,7 @@ def gpu_main(args) -> int:
                 shapes[(v, name)] = dict(params_total=acc.params_total, seq_len=t["seq_len"], d_model=size.d_model,
                                          n_layer=size.n_layer, n_head=size.n_head)
             ladders[v] = sorted(rows, key=lambda r: r[1])
-        from training.plan import chinchilla_points
+        from study.plan import chinchilla_points
 
         priors = read_prior(args.prior, variants) if args.prior else fit_priors(chinchilla_points(ladders, fpt), variants)
         cost = gpu_cost_model(variants, device, args.mfu or DEFAULT_MFU)
@@ -263,7 +263,7 @@ def gpu_main(args) -> int:
     configs["plan"] = plan_block({"gpus": args.gpus, "hours": args.hours, "device": cost.notes["device"],
                                   "mfu": cost.notes["mfu"]}, cost, pred)
     validate_config(configs, SCHEMA)
-    args.out.write_text("# written by `archscale plan --gpus` (training/plan_cli.py); edit freely\n"
+    args.out.write_text("# written by `archscale plan --gpus` (study/plan_cli.py); edit freely\n"
                         + yaml.safe_dump(configs, sort_keys=False))
     _print_gpu_plan(configs, pred, shapes, memory)
     return 0
@@ -280,7 +280,7 @@ def _cuda_device() -> str | None:
 
 def gpu_job_table(pred: dict, shapes: dict, memory_gb: float) -> pd.DataFrame:
     """Per training job of a GPU plan: GPU-hours, the micro-batch that fits and its GPU memory."""
-    from training.plan import fitting_micro_batch
+    from study.plan import fitting_micro_batch
 
     runs = {r["run_id"]: r for r in pred["study"]["runs"]} | {f"{s['lineage']}/stable": s for s in pred["study"]["stables"]}
     rows = []

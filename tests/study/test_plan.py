@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from training import plan, plan_cli
-from training.study import validate_config
+from study import plan, plan_cli
+from study.config import validate_config
 
 SCHEMA = plan_cli.SCHEMA
 VARIANTS = ("gpt2", "bert_causal")
@@ -245,26 +245,30 @@ def test_a_prior_interpolates_its_measured_optima_and_is_not_carried_below_them(
     assert plan.variant_levels(ladder, prior, 4e11, 3, 2.0)[0] == 3e11  # not below its lowest measured optimum
 
 
-def test_no_training_job_imports_the_planner():
-    """The training rules' code hash leaves training/plan.py and plan_cli.py out (workflow/rules/common.smk):
-    true only while a training job's imports do not reach them."""
+def test_the_training_package_never_imports_the_study_package():
+    """Study design (study/: config resolution, planning) sits above training: training/ never imports it, so
+    the training rules' code hash (workflow/rules/common.smk TRAIN_CODE) can leave it out, and editing the
+    planner never retrains a finished study."""
     import subprocess
     import sys
 
-    code = ("import sys, runpy; sys.argv = ['x']\n"
-            "import archscale.workflow, training.loop, training.prepare, training.study, training.checkpoint, models\n"
-            "print(sorted(m for m in sys.modules if m in ('training.plan', 'training.plan_cli')))")
+    modules = sorted(f"training.{p.stem}" for p in (plan_cli.ROOT / "training").glob("*.py") if p.stem != "__init__")
+    code = (f"import sys, models, {', '.join(modules)}\n"
+            "print(sorted(m for m in sys.modules if m == 'study' or m.startswith('study.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=plan_cli.ROOT)
     assert out.stdout.strip() == "[]", out.stdout
-    train_script = (plan_cli.ROOT / "workflow" / "scripts" / "train.py").read_text()
-    assert "training.plan " not in train_script and "training.plan_cli" not in train_script
-    assert "PLANNER_CODE" in (plan_cli.ROOT / "workflow" / "rules" / "common.smk").read_text()
+    for path in (plan_cli.ROOT / "training").glob("*.py"):
+        text = path.read_text()
+        assert "from study" not in text and "import study" not in text, path
+    common = (plan_cli.ROOT / "workflow" / "rules" / "common.smk").read_text()
+    train_code = next(line for line in common.splitlines() if line.startswith("TRAIN_CODE"))
+    assert "study" not in train_code
 
 
 def test_a_gpu_plan_fills_its_gpu_hours_and_writes_a_valid_config(tmp_path, capsys):
     """archscale plan --gpus 8 --hours 3 --device h100: a config that validates (and resolves: every budget has its
     sizes), GPU-hours that add up to within 10% of 8 x 3, and per job its hours, memory and micro-batch."""
-    from training.study import load_study
+    from study.config import load_study
 
     out = tmp_path / "gpu.yaml"
     assert plan_cli.main(["--gpus", "8", "--hours", "3", "--device", "h100", "--out", str(out)]) == 0
