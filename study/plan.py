@@ -7,8 +7,9 @@ Cost model (per variant, fitted on a short probe of its sizes on this machine):
 c0 is the per-token share of the fixed per-step work that dominates tiny models (optimiser, Python,
 kernel launches, the softmax over the vocabulary), c1 the inverse of the throughput on the FLOPs
 themselves. The probed sizes keep their own measured speeds; the line serves beyond them. The probe
-runs as many processes at once as the study runs jobs (`cores // threads`). A job adds a fixed start-up (`job_overhead_s`: Python, torch, the data, the model) and its
-evaluations (forward only: a third of a training token each). The wall time of a study simulates
+runs as many processes at once as the study runs jobs (`cores // threads`). A job adds a fixed start-up
+(`job_overhead_s`: Python, torch, the data, the model) and its evaluations (forward only: a third of a
+training token each). The wall time of a study simulates
 Snakemake's scheduling: `cores // threads` jobs at a time, a cooldown only after its stable run.
 
 Probes are cached (`cache_dir`) by machine, thread count, concurrency and the code of the models and the
